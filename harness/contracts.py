@@ -1,0 +1,305 @@
+"""The contracts between the core and its plugins (models, attacks, aggregators, datasets).
+
+Why these shapes:
+- Attacks never see a model's internals, only *named outputs* that the model ``provide``s once per
+  batch for every attack of the cell (one conditional+null pass for all autoregressive attacks; one
+  latent and condition encoding for all diffusion attacks).
+- Every feature declares ``higher_is_member``; the core orients scores once, so no downstream code
+  guesses a sign (attacks.md §1, §5.1: the reference "divide by max" trick silently flips some).
+- Randomness is derived per *sample* (suite seed, sample id, purpose), so results do not depend on
+  batch size or on which batch a killed run resumed from.
+
+This module stays import-light: torch is imported inside the methods that need it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Sequence
+
+import numpy as np
+
+from .errors import ConfigError, did_you_mean
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+
+# --------------------------------------------------------------------------------------------
+# Parameters
+
+
+class Configurable:
+    """Base for every plugin class: ``defaults`` lists the accepted parameters and their values.
+
+    Unknown parameters are refused with a suggestion, so a typo in a suite never silently runs
+    the default.
+    """
+
+    #: accepted parameters and their defaults; subclasses override
+    defaults: ClassVar[dict[str, Any]] = {}
+    #: bump when a change alters the numbers this plugin produces (part of every cache key)
+    version: ClassVar[str] = "1"
+    #: used in error messages ("attack", "model", ...)
+    plugin_kind: ClassVar[str] = "plugin"
+    #: the registered name, set by the runner when it instantiates the plugin
+    registered_name: str = ""
+
+    def __init__(self, **params: Any):
+        unknown = [k for k in params if k not in self.defaults]
+        if unknown:
+            name = self.registered_name or type(self).__name__
+            msg = did_you_mean(f"parameter for {self.plugin_kind} '{name}'", unknown[0],
+                               self.defaults)
+            raise ConfigError(msg)
+        self.params: dict[str, Any] = {**copy.deepcopy(self.defaults), **params}
+        self.validate()
+
+    def validate(self) -> None:
+        """Check ``self.params``; raise ConfigError naming the parameter and the fix."""
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One audio clip or MIDI file. ``id`` must be unique and stable within its source."""
+
+    id: str
+    path: str
+    caption: str = ""
+    metadata: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+class Dataset(Configurable):
+    """A source of samples, organised in named splits (e.g. ``train`` / ``test``)."""
+
+    plugin_kind = "dataset"
+
+    def splits(self) -> Sequence[str]:
+        raise NotImplementedError
+
+    def samples(self, split: str) -> list[Sample]:
+        """Samples of ``split``, in a deterministic order. Raise DataError for an unknown split or
+        missing files, naming what to fix."""
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Create or check local data (e.g. render audio). Called once before ``samples``."""
+
+
+# --------------------------------------------------------------------------------------------
+# Models
+
+
+class Model(Configurable):
+    """A generative model under audit. ``family`` selects which attacks can run on it."""
+
+    plugin_kind = "model"
+    family: ClassVar[str] = "any"
+
+    def __init__(self, device: str = "cpu", **params: Any):
+        self.device = device
+        super().__init__(**params)
+
+    def identity(self) -> dict:
+        """What checkpoint this is, as a JSON-able dict (e.g. path + content hash, or hub id +
+        revision). Part of every feature-cache key: two different weights must never share one."""
+        raise NotImplementedError
+
+    def outputs(self) -> set[str]:
+        """Names of the outputs ``provide`` can compute."""
+        raise NotImplementedError
+
+    def provide(self, samples: Sequence[Sample], needs: set[str], ctx: "BatchContext") -> dict:
+        """Compute every requested output for one batch, sharing work between them."""
+        raise NotImplementedError
+
+
+@dataclass
+class TokenStats:
+    """Per-token summaries of one sample's teacher-forced pass (never full-vocabulary logits).
+
+    All arrays have one entry per scored token, flattened in time-major order (for multi-codebook
+    models: time, then codebook), over valid positions only. Under the distribution ``p`` of the
+    chosen mode (conditional, or the guidance contrast softmax(l_cond - l_null)):
+    ``logprob`` = log p(true token), ``max_other_logprob`` = max over other tokens of log p,
+    ``mean_logprob`` = sum_v p_v log p_v, ``mean_sq_logprob`` = sum_v p_v (log p_v)^2.
+    """
+
+    logprob: np.ndarray
+    max_other_logprob: np.ndarray
+    mean_logprob: np.ndarray
+    mean_sq_logprob: np.ndarray
+    token_ids: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.logprob.shape[0])
+
+
+#: output names an autoregressive model provides (values: list[TokenStats], one per sample)
+TOKEN_STATS_CONDITIONAL = "token_stats/conditional"
+TOKEN_STATS_CONTRAST = "token_stats/contrast"
+
+
+class AutoregressiveModel(Model):
+    """Token model scored by teacher forcing.
+
+    Implementations provide ``token_stats/conditional`` and, when trained with condition dropout
+    (``has_null_condition``), ``token_stats/contrast`` from one conditional and one null-condition
+    pass batched together. ``harness.tokenstats.summarize`` turns logits into TokenStats.
+    """
+
+    family = "autoregressive"
+    has_null_condition: bool = True
+
+    def outputs(self) -> set[str]:
+        out = {TOKEN_STATS_CONDITIONAL}
+        if self.has_null_condition:
+            out.add(TOKEN_STATS_CONTRAST)
+        return out
+
+
+#: output names a diffusion model provides for one batch
+LATENTS = "latents"          # torch.Tensor [B, ...]: deterministic latent (posterior mean default)
+CONDITION = "condition"      # dict[str, Tensor], batch-first: the caption's encoding
+NULL_CONDITION = "null_condition"  # same structure: the model's own null condition
+
+
+class DiffusionModel(Model):
+    """Latent diffusion model with a discrete training schedule of ``num_train_timesteps`` steps.
+
+    ``predict_noise`` always returns an epsilon prediction (v-prediction models convert), with
+    gradients available, so the attacks see one interface.
+    """
+
+    family = "diffusion"
+    num_train_timesteps: int = 1000
+
+    def outputs(self) -> set[str]:
+        return {LATENTS, CONDITION, NULL_CONDITION}
+
+    def alphas_cumprod(self) -> "torch.Tensor":
+        """Cumulative product of alphas, shape [num_train_timesteps], float64 on CPU."""
+        raise NotImplementedError
+
+    def predict_noise(self, z_t: "torch.Tensor", t: "torch.Tensor", condition: dict) -> "torch.Tensor":
+        """Epsilon prediction of the denoiser at integer timesteps ``t`` [B]."""
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------------------------
+# Attacks
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One per-sample feature an attack emits.
+
+    ``group`` ties features that are one attack swept over an index (Min-K% over k, Multiple Loss
+    over t): MIA reporting picks the best index of a group (recorded) or combines it (``lr``).
+    """
+
+    name: str
+    higher_is_member: bool
+    group: str = ""
+    index: str = ""
+
+
+class Attack(Configurable):
+    """Turns model outputs into named per-sample features."""
+
+    plugin_kind = "attack"
+    family: ClassVar[str] = "any"
+
+    def needs(self) -> set[str]:
+        """Model outputs (names from the model's ``outputs``) this attack reads from the context."""
+        raise NotImplementedError
+
+    def feature_specs(self) -> list[FeatureSpec]:
+        raise NotImplementedError
+
+    def extract(self, ctx: "BatchContext") -> dict[str, np.ndarray]:
+        """Features for ``ctx.samples``: {spec.name: float array [B]}. NaN marks "undefined"."""
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------------------------
+# Dataset inference
+
+
+class Aggregator(Configurable):
+    """A dataset-inference test: from feature matrices of a suspect set P and a validation set U
+    (features already oriented so that higher = member) to one p-value per draw.
+
+    ``pvalues`` is vectorised over draws: P and U are [R, n, d]; return p-values [R]. The core
+    owns the grid of n, the draws, the null control and the minimum-n rule.
+    """
+
+    plugin_kind = "aggregator"
+    family: ClassVar[str] = "any"
+
+    def pvalues(self, P: np.ndarray, U: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------------------------
+# Per-batch context
+
+
+def sample_seed(seed: int, sample_id: str, purpose: str) -> int:
+    """A 63-bit seed that depends only on (suite seed, sample, purpose)."""
+    h = hashlib.blake2b(f"{seed}\x00{sample_id}\x00{purpose}".encode(), digest_size=8)
+    return int.from_bytes(h.digest(), "little") >> 1
+
+
+class BatchContext:
+    """What an attack sees for one batch: the samples, the model, the outputs the model provided
+    for the whole cell's needs, and a memo for work shared between attacks."""
+
+    def __init__(self, model: Model, samples: Sequence[Sample], seed: int, outputs: dict | None = None):
+        self.model = model
+        self.samples = list(samples)
+        self.seed = int(seed)
+        self.outputs: dict = dict(outputs or {})
+        self._memo: dict = {}
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def output(self, name: str):
+        if name not in self.outputs:
+            raise KeyError(
+                f"model output '{name}' was not provided; the attack must list it in needs()"
+            )
+        return self.outputs[name]
+
+    def shared(self, key: Any, compute: Callable[[], Any]):
+        """Compute ``compute()`` once per batch for ``key`` and hand the same result to every
+        attack asking for it (e.g. PIA and PIAN share eps_0)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    def has_shared(self, key: Any) -> bool:
+        return key in self._memo
+
+    def seeds(self, purpose: str) -> list[int]:
+        return [sample_seed(self.seed, s.id, purpose) for s in self.samples]
+
+    def randn(self, shape_per_sample: Iterable[int], purpose: str, device=None, dtype=None):
+        """Standard normal noise [B, *shape], each row drawn from its sample's own generator."""
+        import torch
+
+        rows = []
+        for s in self.seeds(purpose):
+            g = torch.Generator(device="cpu").manual_seed(s)
+            rows.append(torch.randn(tuple(shape_per_sample), generator=g, dtype=torch.float32))
+        out = torch.stack(rows)
+        if dtype is not None or device is not None:
+            out = out.to(device=device or "cpu", dtype=dtype or torch.float32)
+        return out
