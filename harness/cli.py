@@ -1,0 +1,163 @@
+"""The ``harness`` command. Imports nothing heavy at module level: ``harness --help`` and
+``harness plugins`` must stay instant even with torch-based plugins installed."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from . import __version__
+from .errors import HarnessError
+
+
+class _Group(click.Group):
+    """Print HarnessError messages cleanly (no traceback) with exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except HarnessError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="harness")
+def cli():
+    """Membership and dataset inference benchmarks for audio generative models.
+
+    \b
+    Typical use:
+      harness plugins                     list models, attacks, aggregators, datasets
+      harness validate suites/paper.yaml  check a suite without loading any model
+      harness run suites/demo.yaml        extract → score → evaluate → log to MLflow
+      harness report                      paper-style tables from MLflow
+    """
+    import warnings
+
+    from .plugins import PluginLoadWarning
+
+    # reported once, as "warning: ..." lines, by the commands that load plugins
+    warnings.filterwarnings("ignore", category=PluginLoadWarning)
+
+
+_suite_options = [
+    click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                 help="Override a suite key, e.g. --set models.canary.params.steps=500 "
+                      "(repeatable; values are YAML)."),
+    click.option("--limit", type=int, default=None,
+                 help="Cap members and non-members per data entry (quick runs)."),
+    click.option("--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1."),
+]
+
+
+def suite_options(f):
+    for opt in reversed(_suite_options):
+        f = opt(f)
+    return f
+
+
+@cli.command()
+@click.argument("suite_file", type=click.Path(dir_okay=False))
+@suite_options
+@click.option("--no-log", is_flag=True, help="Keep results on disk only; log later with "
+                                             "`harness log`.")
+def run(suite_file, overrides, limit, device, no_log):
+    """Run SUITE_FILE: extract features, score, evaluate MIA and DI, log to MLflow."""
+    from . import runner, suite as suite_mod
+
+    s, text = suite_mod.load(suite_file, list(overrides), limit, device)
+    for w in suite_mod.check_plugins(s, text, suite_file) + _load_problems():
+        click.echo(f"warning: {w}", err=True)
+    out = runner.run(s, text, log=not no_log)
+    from .summary import console_summary
+
+    click.echo(console_summary(out))
+
+
+@cli.command()
+@click.argument("suite_file", type=click.Path(dir_okay=False))
+@suite_options
+def validate(suite_file, overrides, limit, device):
+    """Check SUITE_FILE: schema, plugin names and parameter keys (loads no weights)."""
+    from . import suite as suite_mod
+
+    s, text = suite_mod.load(suite_file, list(overrides), limit, device)
+    warnings = suite_mod.check_plugins(s, text, suite_file) + _load_problems()
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
+    n_cells = sum(len(s.data_for(m)) for m in s.models)
+    click.echo(f"{suite_file}: OK — {len(s.models)} model(s), {len(s.data)} data set(s), "
+               f"{n_cells} cell(s), {len(s.attacks)} attack(s), {len(s.aggregators)} aggregator(s)")
+
+
+@cli.command()
+@click.option("--all", "show_all", is_flag=True, help="Also show module and description.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--kind", type=click.Choice(["model", "attack", "aggregator", "dataset"]),
+              default=None, help="Only one kind.")
+def plugins(show_all, as_json, kind):
+    """List registered plugins: name, kind, family, distribution and version."""
+    from . import plugins as plugins_mod
+
+    items = [p for p in plugins_mod.all_plugins() if kind is None or p.kind == kind]
+    if as_json:
+        click.echo(json.dumps([p.as_dict() for p in items], indent=2))
+    else:
+        rows = [(p.name, p.kind, p.family, f"{p.distribution} {p.version or ''}".strip())
+                + ((p.description,) if show_all else ()) for p in items]
+        header = ("name", "kind", "family", "distribution") + (("description",) if show_all else ())
+        widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+        for r in [header] + rows:
+            click.echo("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+    for problem in _load_problems():
+        click.echo(f"warning: {problem}", err=True)
+
+
+def _load_problems() -> list[str]:
+    from .plugins import load_problems
+
+    return list(load_problems)
+
+
+@cli.command()
+@click.option("--experiment", default=None, help="MLflow experiment (default: the most recent).")
+@click.option("--tracking-uri", default="sqlite:///mlflow.db", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["md", "csv"]), default="md", show_default=True)
+@click.option("--all-runs", is_flag=True, help="Use every suite run, newest result per cell.")
+def report(experiment, tracking_uri, fmt, all_runs):
+    """Paper-style tables (attacks × models, AUC and TPR@1%FPR ± std; DI minimum n) from MLflow."""
+    from .report import report as make_report
+
+    click.echo(make_report(tracking_uri, experiment, fmt=fmt, run="all" if all_runs else None))
+
+
+@cli.command("log")
+@click.argument("results_dirs", nargs=-1, type=click.Path(file_okay=False))
+@click.option("--pending", "pending_root", default=None, type=click.Path(file_okay=False),
+              help="Log every not-yet-logged results directory under this root.")
+@click.option("--tracking-uri", default="sqlite:///mlflow.db", show_default=True)
+@click.option("--experiment", default=None, help="Default: the suite name.")
+@click.option("--force", is_flag=True, help="Log again even if already logged.")
+def log_cmd(results_dirs, pending_root, tracking_uri, experiment, force):
+    """Log results directories kept on disk (e.g. after MLflow was unreachable)."""
+    from .tracking import log_results, pending
+
+    dirs = list(results_dirs)
+    if pending_root:
+        dirs += [str(p) for p in pending(pending_root)]
+    if not dirs:
+        raise click.UsageError("give results directories or --pending ROOT")
+    for d in dirs:
+        run_id = log_results(d, tracking_uri=tracking_uri, experiment=experiment, force=force)
+        click.echo(f"{d}: {run_id}")
+
+
+def main():
+    cli(prog_name="harness")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,385 @@
+"""Run a suite in four visible stages: extract → score → evaluate → log.
+
+- extract: per (model, data) cell, the runner gathers the needs of every attack and asks the model
+  for each distinct output once per batch; each attack turns the shared outputs into features,
+  written batch by batch to the feature cache (resumable).
+- score: features are oriented (higher = member) and each attack becomes one MIA score (best index
+  by mean TPR, or cross-fitted LR), per-sample scores saved.
+- evaluate: AUC / TPR@FPR with subsample std; DI aggregators over all the cell's features, with a
+  null control.
+- log: ``results.json`` is written first; only then is MLflow touched (single writer), so an
+  unreachable tracking server loses nothing.
+
+Designed so a future Ray executor can farm out ``extract_cell`` per (model, data) cell while this
+process keeps scoring, evaluating and logging.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import secrets
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import __version__, atomic, plugins
+from .cache import FeatureCache, sample_hash
+from .contracts import Attack, BatchContext, FeatureSpec, Model, Sample
+from .errors import ConfigError, HarnessError
+from .suite import Suite
+
+Echo = Callable[[str], None]
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass
+class AttackRun:
+    label: str
+    plugin: str
+    attack: Attack
+    specs: list[FeatureSpec]
+    selection: str
+    params: dict
+
+
+@dataclass
+class CellData:
+    members: list[Sample]
+    nonmembers: list[Sample]
+    member_hashes: dict[str, str]
+    nonmember_hashes: dict[str, str]
+    refs: dict = field(default_factory=dict)
+
+
+@contextmanager
+def _env(key: str, value: str | None):
+    old = os.environ.get(key)
+    if value is not None:
+        os.environ[key] = value
+    try:
+        yield
+    finally:
+        if value is not None:
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+# ---------------------------------------------------------------------------------------------
+# instantiation
+
+
+def make_model(name: str, suite: Suite) -> tuple[Model, plugins.PluginInfo]:
+    entry = suite.models[name]
+    info = plugins.get("model", entry.plugin)
+    cls = info.load()
+    model = cls(device=suite.device, **entry.params)
+    model.registered_name = entry.plugin
+    return model, info
+
+
+def make_attacks(suite: Suite, model: Model, family: str) -> list[AttackRun]:
+    runs = []
+    provided = model.outputs()
+    for entry in suite.attacks:
+        info = plugins.get("attack", entry.plugin)
+        if info.family not in ("any", family):
+            continue
+        attack = info.load()(**entry.params)
+        attack.registered_name = entry.plugin
+        missing = set(attack.needs()) - provided
+        if missing:
+            raise ConfigError(
+                f"attack '{entry.label}' needs model outputs {sorted(missing)} that model "
+                f"'{model.registered_name}' does not provide (it provides {sorted(provided)}). "
+                "Check the attack's params (e.g. mode: conditional for models without a null "
+                "condition) or drop the attack for this model."
+            )
+        specs = list(attack.feature_specs())
+        runs.append(AttackRun(entry.label, entry.plugin, attack, specs,
+                              entry.selection or suite.mia.selection, dict(attack.params)))
+    return runs
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+def _subset(samples: list[Sample], n: int | None, seed: int, salt: str) -> list[Sample]:
+    if n is None or n >= len(samples):
+        return samples
+    rng = np.random.default_rng([seed, int.from_bytes(salt.encode()[:8].ljust(8, b"\0"), "little")])
+    keep = np.sort(rng.permutation(len(samples))[:n])
+    return [samples[i] for i in keep]
+
+
+def load_cell_data(suite: Suite, data_name: str, echo: Echo) -> CellData:
+    from .datasets import resolve
+
+    entry = suite.data[data_name]
+    refs = {"members": entry.members.model_dump(), "nonmembers": entry.nonmembers.model_dump()}
+    members = _subset(resolve(refs["members"]), entry.n_members, suite.seed, "members")
+    nonmembers = _subset(resolve(refs["nonmembers"]), entry.n_nonmembers, suite.seed, "nonmembers")
+    if len(members) < 2 or len(nonmembers) < 2:
+        raise HarnessError(f"data '{data_name}' has {len(members)} members and {len(nonmembers)} "
+                           "non-members; at least 2 of each are needed")
+    for side, samples in (("members", members), ("nonmembers", nonmembers)):
+        ids = [s.id for s in samples]
+        if len(set(ids)) != len(ids):
+            raise HarnessError(f"data '{data_name}' {side}: sample ids are not unique")
+    t0 = time.perf_counter()
+    mh = {s.id: sample_hash(s.path, s.caption) for s in members}
+    nh = {s.id: sample_hash(s.path, s.caption) for s in nonmembers}
+    overlap = set(mh.values()) & set(nh.values())
+    if overlap:
+        echo(f"warning: data '{data_name}': {len(overlap)} identical file(s) appear among both "
+             "members and non-members; their MIA labels contradict each other")
+    echo(f"[data] {data_name}: {len(members)} members, {len(nonmembers)} non-members "
+         f"(hashed in {time.perf_counter() - t0:.1f} s)")
+    return CellData(members, nonmembers, mh, nh, refs)
+
+
+# ---------------------------------------------------------------------------------------------
+# stage 1: extract
+
+
+def cache_inputs(suite: Suite, model_name: str, model: Model, model_info, identity: dict,
+                 run: AttackRun, data_ref: dict) -> dict:
+    entry = suite.models[model_name]
+    return {
+        "harness_version": __version__,
+        "model": {"plugin": entry.plugin, "distribution": model_info.distribution,
+                  "plugin_version": getattr(model, "version", "1"), "identity": identity,
+                  "params": entry.params, "device": suite.device},
+        "attack": {"plugin": run.plugin, "plugin_version": getattr(run.attack, "version", "1"),
+                   "params": run.params},
+        "data": data_ref,
+        "seed": suite.seed,
+    }
+
+
+def extract_split(model: Model, runs: list[AttackRun], caches: list[FeatureCache],
+                  samples: list[Sample], hashes: dict[str, str], batch_size: int, seed: int,
+                  label: str, echo: Echo) -> dict[str, dict[str, np.ndarray]]:
+    """Features of every attack for ``samples`` (from cache, computing what is missing)."""
+    names = [[s.name for s in r.specs] for r in runs]
+    found, missing = [], []
+    for cache, fnames in zip(caches, names):
+        f, m = cache.lookup(hashes, fnames)
+        found.append(f)
+        missing.append(set(m))
+    todo = [s for s in samples if any(s.id in m for m in missing)]
+    if todo:
+        cached = len(samples) - len(todo)
+        echo(f"[extract] {label}: {len(todo)} to compute"
+             + (f", {cached} from cache" if cached else ""))
+    n_batches = (len(todo) + batch_size - 1) // batch_size
+    t_start = time.perf_counter()
+    for b in range(n_batches):
+        batch = todo[b * batch_size:(b + 1) * batch_size]
+        ids = [s.id for s in batch]
+        active = [i for i, m in enumerate(missing) if any(sid in m for sid in ids)]
+        needs: set[str] = set()
+        for i in active:
+            needs |= set(runs[i].attack.needs())
+        ctx = BatchContext(model, batch, seed)
+        ctx.outputs = dict(model.provide(batch, needs, ctx))
+        ctx.outputs["cell_attacks"] = {runs[i].plugin for i in active}
+        for i in active:
+            feats = runs[i].attack.extract(ctx)
+            _check_features(runs[i], feats, len(batch))
+            caches[i].write(ids, [hashes[s] for s in ids], feats)
+            for j, sid in enumerate(ids):
+                found[i][sid] = {n: float(feats[n][j]) for n in names[i]}
+        elapsed = time.perf_counter() - t_start
+        eta = elapsed / (b + 1) * (n_batches - b - 1)
+        echo(f"[extract] {label}: batch {b + 1}/{n_batches} ({elapsed:.1f} s, ETA {eta:.0f} s)")
+    out = {}
+    for r, f, fnames in zip(runs, found, names):
+        out[r.label] = {n: np.array([f[s.id][n] for s in samples], dtype=np.float64)
+                        for n in fnames}
+    return out
+
+
+def _check_features(run: AttackRun, feats: dict, n: int) -> None:
+    expected = {s.name for s in run.specs}
+    got = set(feats)
+    if got != expected:
+        raise HarnessError(f"attack '{run.label}' returned features {sorted(got)} but declared "
+                           f"{sorted(expected)} in feature_specs()")
+    for name, values in feats.items():
+        if np.shape(values) != (n,):
+            raise HarnessError(f"attack '{run.label}' feature '{name}' has shape "
+                               f"{np.shape(values)}, expected ({n},)")
+
+
+# ---------------------------------------------------------------------------------------------
+# stages 2–3: score and evaluate
+
+
+def orient(values: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    return values if spec.higher_is_member else -values
+
+
+def evaluate_mia(suite: Suite, run: AttackRun, member_feats: dict, nonmember_feats: dict) -> dict:
+    from .metrics import evaluate_features
+
+    features = {s.name: (member_feats[s.name], nonmember_feats[s.name]) for s in run.specs}
+    return evaluate_features(features, run.specs, selection=run.selection,
+                             target_fpr=suite.mia.target_fpr,
+                             n_subsamples=suite.mia.subsamples,
+                             fraction=suite.mia.subsample_fraction, seed=suite.seed)
+
+
+def di_matrix(runs: list[AttackRun], feats: dict[str, dict[str, np.ndarray]],
+              attacks: list[str] | str) -> tuple[np.ndarray, list[str]]:
+    cols, names = [], []
+    for r in runs:
+        if attacks != "all" and r.label not in attacks:
+            continue
+        for spec in r.specs:
+            cols.append(orient(feats[r.label][spec.name], spec))
+            names.append(f"{r.label}:{spec.name}")
+    return np.stack(cols, axis=1), names
+
+
+def evaluate_di(suite: Suite, agg_entry, info, runs, member_feats, nonmember_feats) -> dict:
+    from .di import default_grid, run_di
+
+    cls = info.load()
+    params = dict(agg_entry.params)
+    if "alternative" in getattr(cls, "defaults", {}) and "alternative" not in params:
+        params["alternative"] = suite.di.alternative
+    aggregator = cls(**params)
+    aggregator.registered_name = agg_entry.plugin
+    M, names = di_matrix(runs, member_feats, agg_entry.features)
+    U, _ = di_matrix(runs, nonmember_feats, agg_entry.features)
+    grid = suite.di.n_grid or default_grid(max(len(M), len(U)))
+    res = run_di(aggregator, M, U, n_grid=grid, draws=suite.di.draws, alpha=suite.di.alpha,
+                 seed=suite.seed, null_control=suite.di.null_control)
+    res.update({"aggregator": agg_entry.label, "plugin": agg_entry.plugin, "params":
+                dict(aggregator.params), "features": names, "family": info.family})
+    return res
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole run
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = True) -> Path:
+    """Run every (model, data) cell of the suite; returns the results directory."""
+    import torch
+
+    torch.manual_seed(suite.seed)
+    cache_root = Path(suite.cache_dir).expanduser().resolve()
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_dir = Path(suite.output_dir) / suite.name / f"{stamp}-{secrets.token_hex(3)}"
+    results = {
+        "schema": 1, "suite_name": suite.name, "suite_yaml": suite_text,
+        "resolved_config": suite.model_dump(mode="json"), "harness_version": __version__,
+        "git_commit": _git_commit(), "started": _dt.datetime.now().isoformat(timespec="seconds"),
+        "plugins": [p.as_dict() for p in plugins.all_plugins()], "mia": [], "di": [],
+    }
+    score_files: dict[str, dict] = {}
+    with _env("HARNESS_CACHE_DIR", str(cache_root)):
+        data_cache: dict[str, CellData] = {}
+        for model_name in suite.models:
+            echo(f"[model] loading {model_name}")
+            model, model_info = make_model(model_name, suite)
+            family = model_info.family if model_info.family != "any" else model.family
+            identity = model.identity()
+            runs = make_attacks(suite, model, family)
+            if not runs:
+                echo(f"warning: no attack in the suite applies to model '{model_name}' ({family})")
+                continue
+            batch_size = suite.models[model_name].batch_size or suite.batch_size
+            for data_name in suite.data_for(model_name):
+                if data_name not in data_cache:
+                    data_cache[data_name] = load_cell_data(suite, data_name, echo)
+                cell = data_cache[data_name]
+                feats = {}
+                for side, samples, hashes in (("members", cell.members, cell.member_hashes),
+                                              ("nonmembers", cell.nonmembers, cell.nonmember_hashes)):
+                    caches = [FeatureCache(cache_root, cache_inputs(
+                        suite, model_name, model, model_info, identity, r, cell.refs[side]))
+                        for r in runs]
+                    feats[side] = extract_split(model, runs, caches, samples, hashes, batch_size,
+                                                suite.seed, f"{model_name} × {data_name} {side}",
+                                                echo)
+                echo(f"[score] {model_name} × {data_name}: {len(runs)} attacks")
+                for r in runs:
+                    res = evaluate_mia(suite, r, feats["members"][r.label],
+                                       feats["nonmembers"][r.label])
+                    rel = f"scores/{model_name}__{data_name}__{r.label}.npz".replace("/", "/")
+                    m_scores, n_scores = res.pop("scores")
+                    score_files[rel] = dict(
+                        member_ids=np.array([s.id for s in cell.members]),
+                        nonmember_ids=np.array([s.id for s in cell.nonmembers]),
+                        member_scores=np.asarray(m_scores), nonmember_scores=np.asarray(n_scores),
+                        feature_names=np.array([s.name for s in r.specs]),
+                        member_features=np.stack([feats["members"][r.label][s.name] for s in r.specs], 1),
+                        nonmember_features=np.stack([feats["nonmembers"][r.label][s.name] for s in r.specs], 1),
+                    )
+                    results["mia"].append({
+                        "model": model_name, "data": data_name, "attack": r.label,
+                        "plugin": r.plugin, "family": family, "params": r.params,
+                        "auc": res["auc"], "auc_std": res["auc_std"],
+                        "tpr_at_fpr": res["tpr"], "tpr_at_fpr_std": res["tpr_std"],
+                        "target_fpr": suite.mia.target_fpr, "selection": r.selection,
+                        "selected_feature": res["selected"],
+                        "n_members": len(cell.members), "n_nonmembers": len(cell.nonmembers),
+                        "per_feature": res["per_feature"], "scores_file": rel,
+                    })
+                for agg in suite.aggregators:
+                    info = plugins.get("aggregator", agg.plugin)
+                    if info.family not in ("any", family):
+                        continue
+                    echo(f"[evaluate] DI {agg.label} on {model_name} × {data_name}")
+                    res = evaluate_di(suite, agg, info, runs, feats["members"], feats["nonmembers"])
+                    res.update({"model": model_name, "data": data_name})
+                    results["di"].append(res)
+            del model
+    results["finished"] = _dt.datetime.now().isoformat(timespec="seconds")
+    with atomic.directory(out_dir) as tmp:
+        for rel, arrays in score_files.items():
+            path = tmp / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(path, **arrays)
+        atomic.write_json(tmp / "results.json", results)
+    echo(f"[results] written to {out_dir}")
+    if log and suite.mlflow.enabled:
+        log_to_mlflow(out_dir, suite, echo)
+    return out_dir
+
+
+def log_to_mlflow(out_dir: Path, suite: Suite, echo: Echo) -> str | None:
+    from .tracking import TrackingError, log_results
+
+    try:
+        run_id = log_results(out_dir, tracking_uri=suite.mlflow.tracking_uri,
+                             experiment=suite.mlflow.experiment or suite.name)
+    except TrackingError as exc:
+        echo(f"warning: {exc}")
+        return None
+    echo(f"[log] MLflow run {run_id} at {suite.mlflow.tracking_uri}")
+    return run_id

@@ -1,0 +1,363 @@
+"""Suite files: schema, validation with the offending key's path and line, CLI overrides.
+
+A suite says which models are audited on which member / non-member data with which attacks and
+DI aggregators, and how results are evaluated and logged. Validation happens before any model is
+loaded, so a typo fails in a second, not after an hour of feature extraction.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import SuiteError, did_you_mean
+
+FAMILIES = ("autoregressive", "diffusion")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataRef(_Strict):
+    """One split of one dataset source."""
+
+    source: str
+    split: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class DataEntry(_Strict):
+    """Members and non-members of one audit. Counts cap each side (seeded subset)."""
+
+    members: DataRef
+    nonmembers: DataRef
+    n_members: int | None = Field(default=None, gt=0)
+    n_nonmembers: int | None = Field(default=None, gt=0)
+
+
+class ModelEntry(_Strict):
+    plugin: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    #: names of ``data`` entries to audit this model on (default: all)
+    data: list[str] | None = None
+    batch_size: int | None = Field(default=None, gt=0)
+
+
+class AttackEntry(_Strict):
+    plugin: str
+    #: the name results are reported under (default: the plugin name); lets one plugin appear
+    #: several times with different params
+    name: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    #: how a multi-feature attack becomes one MIA score: best index by mean TPR, or cross-fitted LR
+    selection: Literal["best", "lr"] | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.plugin
+
+
+class AggregatorEntry(_Strict):
+    plugin: str
+    name: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    #: attack names whose features enter the test, or "all" attacks of the model's family
+    features: Literal["all"] | list[str] = "all"
+
+    @property
+    def label(self) -> str:
+        return self.name or self.plugin
+
+
+class MIAConfig(_Strict):
+    target_fpr: float = Field(default=0.01, gt=0, lt=1)
+    subsamples: int = Field(default=250, ge=1)
+    subsample_fraction: float = Field(default=0.5, gt=0, le=1)
+    selection: Literal["best", "lr"] = "best"
+
+
+class DIConfig(_Strict):
+    #: sample sizes n to test; default: the paper's grid up to the available pool size
+    n_grid: list[int] | None = None
+    draws: int = Field(default=1000, ge=1)
+    alpha: float = Field(default=0.01, gt=0, lt=1)
+    #: "greater" = P scores higher (features are oriented higher = member); "two-sided" = the
+    #: reference code's test
+    alternative: Literal["greater", "two-sided"] = "greater"
+    null_control: bool = True
+
+    @field_validator("n_grid")
+    @classmethod
+    def _positive(cls, v):
+        if v is not None and (not v or any(n < 2 for n in v)):
+            raise ValueError("n_grid needs sample sizes >= 2")
+        return sorted(set(v)) if v is not None else v
+
+
+class MLflowConfig(_Strict):
+    enabled: bool = True
+    tracking_uri: str = "sqlite:///mlflow.db"
+    experiment: str | None = None
+
+
+class Suite(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    description: str = ""
+    seed: int = 0
+    device: str = "cpu"
+    batch_size: int = Field(default=8, gt=0)
+    cache_dir: str = ".harness-cache"
+    output_dir: str = "results"
+    models: dict[str, ModelEntry]
+    data: dict[str, DataEntry]
+    attacks: list[AttackEntry]
+    aggregators: list[AggregatorEntry] = Field(default_factory=list)
+    mia: MIAConfig = Field(default_factory=MIAConfig)
+    di: DIConfig = Field(default_factory=DIConfig)
+    mlflow: MLflowConfig = Field(default_factory=MLflowConfig)
+
+    def data_for(self, model_name: str) -> list[str]:
+        entry = self.models[model_name]
+        return list(entry.data) if entry.data is not None else list(self.data)
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+def _locate(node: yaml.Node | None, path: tuple) -> int | None:
+    """1-based line of the YAML node at ``path`` (the deepest existing prefix)."""
+    line = None
+    for part in path:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            nxt = None
+            for k, v in node.value:
+                if k.value == str(part):
+                    line = k.start_mark.line + 1
+                    nxt = v
+                    break
+            node = nxt
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            break
+    else:
+        if node is not None:
+            line = node.start_mark.line + 1
+    return line
+
+
+def _dotted(path: tuple) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def _fields_at(path: tuple) -> list[str]:
+    """The allowed keys of the schema object at ``path`` (for did-you-mean)."""
+    model: Any = Suite
+    for part in path:
+        if model is None:
+            return []
+        if isinstance(part, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            if model in (Suite,):
+                return []
+            # a dict of entries (models/data): the next key is a user-chosen name
+            continue
+        ann = field.annotation
+        model = _entry_model(ann)
+    return list(getattr(model, "model_fields", {}))
+
+
+def _entry_model(ann) -> Any:
+    import typing
+
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for arg in typing.get_args(ann):
+        m = _entry_model(arg)
+        if m is not None:
+            return m
+    return None
+
+
+def _format_error(err: dict, root: yaml.Node | None, source: str) -> SuiteError:
+    loc = tuple(err["loc"])
+    line = _locate(root, loc)
+    where = _dotted(loc)
+    if err["type"] == "extra_forbidden":
+        key = str(loc[-1])
+        allowed = _fields_at(loc[:-1])
+        msg = did_you_mean("key", key, allowed).replace("Available:", "Allowed here:")
+    elif err["type"] == "missing":
+        msg = f"required key '{loc[-1]}' is missing"
+    else:
+        msg = f"{err['msg']} (got {err.get('input')!r})"
+    if line:
+        msg += f" [line {line}]"
+    return SuiteError(msg, path=where, source=source)
+
+
+def parse_override(text: str) -> tuple[list, Any]:
+    """``models.canary.params.steps=500`` → (["models","canary","params","steps"], 500)."""
+    if "=" not in text:
+        raise SuiteError(f"override '{text}' must look like key.path=value")
+    key, _, raw = text.partition("=")
+    parts: list = [int(p) if p.isdigit() else p for p in key.strip().split(".") if p]
+    if not parts:
+        raise SuiteError(f"override '{text}' has an empty key")
+    return parts, yaml.safe_load(raw) if raw.strip() else ""
+
+
+def apply_override(raw: dict, parts: list, value: Any) -> None:
+    node: Any = raw
+    for i, p in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        if isinstance(node, list):
+            if not isinstance(p, int) or p >= len(node):
+                raise SuiteError(f"override: index {p} out of range", path=_dotted(tuple(parts[:i + 1])))
+            node = node[p]
+            continue
+        if p not in node or node[p] is None:
+            node[p] = [] if isinstance(nxt, int) else {}
+        node = node[p]
+    last = parts[-1]
+    if isinstance(node, list):
+        if not isinstance(last, int) or last >= len(node):
+            raise SuiteError("override: index out of range", path=_dotted(tuple(parts)))
+    node[last] = value
+
+
+def load(path: str | Path, overrides: list[str] = (), limit: int | None = None,
+         device: str | None = None) -> tuple[Suite, str]:
+    """Parse, override and validate a suite file. Returns the suite and the file's text."""
+    path = Path(path)
+    if not path.exists():
+        raise SuiteError(f"suite file not found: {path}")
+    text = path.read_text()
+    return loads(text, source=str(path), overrides=overrides, limit=limit, device=device), text
+
+
+def loads(text: str, source: str = "<suite>", overrides: list[str] = (), limit: int | None = None,
+          device: str | None = None) -> Suite:
+    try:
+        root = yaml.compose(text)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SuiteError(f"not valid YAML: {exc}", source=source) from exc
+    if not isinstance(raw, dict):
+        raise SuiteError("a suite must be a mapping with keys name, models, data, attacks...",
+                         source=source)
+    raw = copy.deepcopy(raw)
+    for ov in overrides:
+        parts, value = parse_override(ov)
+        apply_override(raw, parts, value)
+    if device is not None:
+        raw["device"] = device
+    if limit is not None:
+        if limit < 1:
+            raise SuiteError("--limit must be a positive number of samples per side")
+        for entry in (raw.get("data") or {}).values():
+            if isinstance(entry, dict):
+                for key in ("n_members", "n_nonmembers"):
+                    entry[key] = min(limit, entry.get(key) or limit)
+    try:
+        suite = Suite.model_validate(raw)
+    except ValidationError as exc:
+        # a misspelt key also shows up as a missing required one: report the misspelling
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        err = _format_error(errors[0], root, source)
+        if len(errors) > 1:
+            err.args = (f"{err.args[0]} (and {len(errors) - 1} more problem(s))",)
+        raise err from None
+    _check_references(suite, root, source)
+    return suite
+
+
+def _check_references(suite: Suite, root, source: str) -> None:
+    def fail(msg, loc):
+        line = _locate(root, loc)
+        raise SuiteError(msg + (f" [line {line}]" if line else ""), path=_dotted(loc), source=source)
+
+    if not suite.models:
+        fail("at least one model is required", ("models",))
+    if not suite.attacks:
+        fail("at least one attack is required", ("attacks",))
+    for mname, entry in suite.models.items():
+        for d in entry.data or []:
+            if d not in suite.data:
+                fail(did_you_mean("data entry", d, suite.data), ("models", mname, "data"))
+    seen: dict[str, int] = {}
+    for i, a in enumerate(suite.attacks):
+        if a.label in seen:
+            fail(f"attack name '{a.label}' is used twice (entries {seen[a.label]} and {i}); give "
+                 "one a distinct 'name'", ("attacks", i))
+        seen[a.label] = i
+    seen_agg: dict[str, int] = {}
+    for i, g in enumerate(suite.aggregators):
+        if g.label in seen_agg:
+            fail(f"aggregator name '{g.label}' is used twice; give one a distinct 'name'",
+                 ("aggregators", i))
+        seen_agg[g.label] = i
+        if g.features != "all":
+            for f in g.features:
+                if f not in seen:
+                    fail(did_you_mean("attack", f, seen), ("aggregators", i, "features"))
+
+
+def check_plugins(suite: Suite, text: str = "", source: str = "<suite>") -> list[str]:
+    """Resolve every plugin name and parameter key (imports plugin classes, loads no weights).
+    Returns warnings (e.g. an attack that matches no model's family)."""
+    from . import plugins
+
+    root = yaml.compose(text) if text else None
+    warnings: list[str] = []
+
+    def fail(exc_msg, loc):
+        line = _locate(root, loc)
+        raise SuiteError(exc_msg + (f" [line {line}]" if line else ""), path=_dotted(loc),
+                         source=source)
+
+    def check(kind, name, params, loc):
+        reg = plugins.registry(kind)
+        if name not in reg:
+            fail(did_you_mean(kind, name, reg), loc + ("plugin",) if kind != "dataset" else loc + ("source",))
+        cls = reg[name].load()
+        defaults = getattr(cls, "defaults", None)
+        if isinstance(defaults, dict):
+            for key in params:
+                if key not in defaults:
+                    fail(did_you_mean(f"parameter for {kind} '{name}'", key, defaults),
+                         loc + ("params", key))
+        return reg[name]
+
+    families = set()
+    for mname, m in suite.models.items():
+        info = check("model", m.plugin, m.params, ("models", mname))
+        fam = getattr(info.load(), "family", info.family)
+        families.add(fam)
+    for dname, d in suite.data.items():
+        for side in ("members", "nonmembers"):
+            ref = getattr(d, side)
+            check("dataset", ref.source, ref.params, ("data", dname, side))
+    for i, a in enumerate(suite.attacks):
+        info = check("attack", a.plugin, a.params, ("attacks", i))
+        if info.family != "any" and info.family not in families:
+            warnings.append(f"attack '{a.label}' ({info.family}) matches no model in the suite")
+    for i, g in enumerate(suite.aggregators):
+        info = check("aggregator", g.plugin, g.params, ("aggregators", i))
+        if info.family != "any" and info.family not in families:
+            warnings.append(f"aggregator '{g.label}' ({info.family}) matches no model in the suite")
+    return warnings
