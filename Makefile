@@ -1,0 +1,21 @@
+# Two entry points for a fresh machine (see README):
+#   make demo   set up, then run the embedded default suite (offline, CPU, minutes) and report
+#   make test   set up, then run the test suite (what CI runs)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test bench
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(VENV)/bin/harness run suites/demo.yaml
+	$(VENV)/bin/harness report --experiment demo
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/di_stats.py
+	$(PY) benchmarks/diffusion_suite.py
+	$(PY) benchmarks/autoregressive_suite.py

@@ -1,0 +1,143 @@
+"""End to end: a suite with a model plugin registered by the test, real built-in attacks and DI
+aggregator, logged to MLflow and read back by `harness report`; plus resume after a kill."""
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from harness import runner
+from harness import suite as suite_mod
+from harness.cli import cli
+
+from toy_plugins import ToyModel, ToyPlugin
+
+
+def _suite_text(tmp_path, **over):
+    text = textwrap.dedent(f"""\
+        name: toy-suite
+        seed: 1
+        batch_size: 5
+        cache_dir: {tmp_path}/cache
+        output_dir: {tmp_path}/results
+        mlflow:
+          tracking_uri: sqlite:///{tmp_path}/mlflow.db
+        models:
+          toy:
+            plugin: toy-model
+            params: {{fail_after: {over.get("fail_after", "null")}}}
+        data:
+          clips:
+            members: {{source: toy-data, split: in, params: {{root: {tmp_path}/data}}}}
+            nonmembers: {{source: toy-data, split: out, params: {{root: {tmp_path}/data}}}}
+        attacks:
+          - plugin: loss
+          - plugin: min-k
+          - plugin: toy-attack
+            name: my-attack
+        aggregators:
+          - plugin: minmax-sum
+        mia: {{subsamples: 20}}
+        di: {{n_grid: [2, 4, 8, 12], draws: 200}}
+        """)
+    return text
+
+
+@pytest.fixture
+def toy(register_plugin):
+    register_plugin(ToyPlugin(), "toy-plugin")
+    ToyModel.calls = 0
+    yield
+
+
+def test_run_end_to_end(tmp_path, toy, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "suite.yaml"
+    path.write_text(_suite_text(tmp_path))
+    result = CliRunner().invoke(cli, ["run", str(path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    out_dirs = list((tmp_path / "results" / "toy-suite").iterdir())
+    assert len(out_dirs) == 1
+    res = json.loads((out_dirs[0] / "results.json").read_text())
+    mia = {r["attack"]: r for r in res["mia"]}
+    assert set(mia) == {"loss", "min-k", "my-attack"}
+    # the toy model memorised its members: the attacks must find it
+    assert mia["loss"]["auc"] > 0.8 and mia["my-attack"]["auc"] > 0.8
+    assert mia["min-k"]["selected_feature"].startswith("min-k")
+    assert 0 <= mia["loss"]["auc_std"] < 0.2
+    di = res["di"][0]
+    assert di["aggregator"] == "minmax-sum" and di["min_n"] is not None
+    assert len(di["features"]) >= 3
+    scores = np.load(out_dirs[0] / mia["loss"]["scores_file"])
+    assert scores["member_scores"].shape == (24,)
+    # one provide() per batch for all attacks together: 24 + 24 samples in batches of 5
+    assert ToyModel.calls == 5 + 5
+    # logged to MLflow and readable by `harness report`
+    assert (out_dirs[0] / "mlflow.json").exists()
+    rep = CliRunner().invoke(cli, ["report", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
+                                   "--experiment", "toy-suite"], catch_exceptions=False)
+    assert rep.exit_code == 0, rep.output
+    assert "loss" in rep.output and "toy" in rep.output
+    # a second run reuses every cached feature: no model call
+    ToyModel.calls = 0
+    result = CliRunner().invoke(cli, ["run", str(path), "--no-log"], catch_exceptions=False)
+    assert result.exit_code == 0 and ToyModel.calls == 0
+
+
+def test_resume_after_kill_gives_identical_numbers(tmp_path, toy):
+    killed = suite_mod.loads(_suite_text(tmp_path / "a", fail_after=3))
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(killed, log=False, echo=lambda m: None)
+    ToyModel.calls = 0
+    resumed = suite_mod.loads(_suite_text(tmp_path / "a"))
+    out_a = runner.run(resumed, log=False, echo=lambda m: None)
+    # 3 batches were done before the kill; only the rest (10 - 3) are computed again
+    assert ToyModel.calls == 10 - 3
+    fresh = suite_mod.loads(_suite_text(tmp_path / "b"))
+    out_b = runner.run(fresh, log=False, echo=lambda m: None)
+    a = json.loads((out_a / "results.json").read_text())
+    b = json.loads((out_b / "results.json").read_text())
+    for ra, rb in zip(a["mia"], b["mia"]):
+        assert ra["auc"] == rb["auc"] and ra["tpr_at_fpr"] == rb["tpr_at_fpr"]
+        assert ra["auc_std"] == rb["auc_std"]
+    assert a["di"][0]["per_n"] == b["di"][0]["per_n"]
+
+
+def test_batch_size_does_not_change_features(tmp_path, toy):
+    s1 = suite_mod.loads(_suite_text(tmp_path / "x"), overrides=["batch_size=3"])
+    s2 = suite_mod.loads(_suite_text(tmp_path / "y"), overrides=["batch_size=24"])
+    r1 = json.loads((runner.run(s1, log=False, echo=lambda m: None) / "results.json").read_text())
+    r2 = json.loads((runner.run(s2, log=False, echo=lambda m: None) / "results.json").read_text())
+    assert [r["auc"] for r in r1["mia"]] == [r["auc"] for r in r2["mia"]]
+
+
+def test_attack_needing_missing_output_is_a_clear_error(tmp_path, toy):
+    class NoContrast(ToyModel):
+        has_null_condition = False
+
+    from harness import hookimpl, plugins
+
+    class P:
+        @hookimpl
+        def register_models(self, register):
+            register("toy-no-null", NoContrast, family="autoregressive")
+
+    plugins.pm.register(P(), name="toy-no-null")
+    try:
+        s = suite_mod.loads(_suite_text(tmp_path), overrides=["models.toy.plugin=toy-no-null"])
+        with pytest.raises(Exception, match=r"needs model outputs \['token_stats/contrast'\]"):
+            runner.run(s, log=False, echo=lambda m: None)
+    finally:
+        plugins.pm.unregister(name="toy-no-null")
+
+
+def test_mlflow_unreachable_keeps_results(tmp_path, toy, capsys):
+    text = _suite_text(tmp_path).replace(f"sqlite:///{tmp_path}/mlflow.db",
+                                         f"sqlite:///{tmp_path}/no/such/dir/mlflow.db")
+    s = suite_mod.loads(text)
+    messages = []
+    out = runner.run(s, log=True, echo=messages.append)
+    assert (out / "results.json").exists() and not (out / "mlflow.json").exists()
+    assert any("harness log" in m for m in messages)
