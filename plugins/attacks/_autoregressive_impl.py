@@ -161,7 +161,10 @@ def loss_feature(t: _Tokens) -> float:
 def zlib_length(token_ids: np.ndarray) -> int:
     """Compressed length of ``str(list_of_ids)`` (Python ints, e.g. "[3, 17, 5]"), default zlib
     level, as IAR renders its token lists; multi-codebook ids are already flattened time-major."""
-    text = str([int(i) for i in np.asarray(token_ids).reshape(-1).tolist()])
+    ids = np.asarray(token_ids).reshape(-1)
+    if not np.issubdtype(ids.dtype, np.integer):
+        ids = ids.astype(np.int64)          # 5.0 would render as "5.0"
+    text = str(ids.tolist())
     return len(zlib.compress(text.encode("utf-8")))
 
 

@@ -75,6 +75,7 @@ def test_zlib_compresses_python_list_of_token_ids():
     assert impl.zlib_length(np.array(IDS, dtype=np.int64)) == len(zlib.compress(b"[5, 12, 7, 300, 5]"))
     assert impl.zlib_length(np.array(IDS, dtype=np.int64)) != len(
         zlib.compress(str(np.array(IDS)).encode()))
+    assert impl.zlib_length(np.array(IDS, dtype=np.float64)) == len(zlib.compress(b"[5, 12, 7, 300, 5]"))
     # same log-probs, more repetitive ids -> shorter compression -> larger ratio
     rep = stats([-1.0] * 60, ids=[7] * 60)
     rnd = stats([-1.0] * 60, ids=np.random.default_rng(0).integers(0, 2048, 60))
