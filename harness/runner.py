@@ -224,6 +224,23 @@ def _check_features(run: AttackRun, feats: dict, n: int) -> None:
                                f"{np.shape(values)}, expected ({n},)")
 
 
+def extract_cell(suite: Suite, model_name: str, model: Model, model_info, identity: dict,
+                 runs: list[AttackRun], cell: CellData, batch_size: int, cache_root: Path,
+                 label: str, echo: Echo) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    """Stage 1 for one (model, data) cell: {side: {attack label: {feature: values}}}.
+
+    Everything it needs is explicit and its output is also on disk (the feature cache), so a
+    distributed executor can run one cell per task and the driver re-reads the cache."""
+    feats = {}
+    for side, samples, hashes in (("members", cell.members, cell.member_hashes),
+                                  ("nonmembers", cell.nonmembers, cell.nonmember_hashes)):
+        caches = [FeatureCache(cache_root, cache_inputs(
+            suite, model_name, model, model_info, identity, r, cell.refs[side])) for r in runs]
+        feats[side] = extract_split(model, runs, caches, samples, hashes, batch_size, suite.seed,
+                                    f"{label} {side}", echo)
+    return feats
+
+
 # ---------------------------------------------------------------------------------------------
 # stages 2–3: score and evaluate
 
@@ -240,6 +257,36 @@ def evaluate_mia(suite: Suite, run: AttackRun, member_feats: dict, nonmember_fea
                              target_fpr=suite.mia.target_fpr,
                              n_subsamples=suite.mia.subsamples,
                              fraction=suite.mia.subsample_fraction, seed=suite.seed)
+
+
+def score_cell(suite: Suite, model_name: str, data_name: str, family: str,
+               runs: list[AttackRun], cell: CellData, feats: dict) -> tuple[list[dict], dict]:
+    """Stages 2–3 (MIA) for one cell: result entries and per-sample score arrays to save."""
+    entries, files = [], {}
+    member_ids = np.array([s.id for s in cell.members])
+    nonmember_ids = np.array([s.id for s in cell.nonmembers])
+    for r in runs:
+        m_feats, n_feats = feats["members"][r.label], feats["nonmembers"][r.label]
+        res = evaluate_mia(suite, r, m_feats, n_feats)
+        m_scores, n_scores = res.pop("scores")
+        rel = f"scores/{model_name}__{data_name}__{r.label}.npz"
+        files[rel] = dict(
+            member_ids=member_ids, nonmember_ids=nonmember_ids,
+            member_scores=np.asarray(m_scores), nonmember_scores=np.asarray(n_scores),
+            feature_names=np.array([s.name for s in r.specs]),
+            member_features=np.stack([m_feats[s.name] for s in r.specs], 1),
+            nonmember_features=np.stack([n_feats[s.name] for s in r.specs], 1),
+        )
+        entries.append({
+            "model": model_name, "data": data_name, "attack": r.label, "plugin": r.plugin,
+            "family": family, "params": r.params, "auc": res["auc"], "auc_std": res["auc_std"],
+            "tpr_at_fpr": res["tpr"], "tpr_at_fpr_std": res["tpr_std"],
+            "target_fpr": suite.mia.target_fpr, "selection": r.selection,
+            "selected_feature": res["selected"], "n_members": len(cell.members),
+            "n_nonmembers": len(cell.nonmembers), "per_feature": res["per_feature"],
+            "scores_file": rel,
+        })
+    return entries, files
 
 
 def di_matrix(runs: list[AttackRun], feats: dict[str, dict[str, np.ndarray]],
@@ -317,39 +364,12 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
                 if data_name not in data_cache:
                     data_cache[data_name] = load_cell_data(suite, data_name, echo)
                 cell = data_cache[data_name]
-                feats = {}
-                for side, samples, hashes in (("members", cell.members, cell.member_hashes),
-                                              ("nonmembers", cell.nonmembers, cell.nonmember_hashes)):
-                    caches = [FeatureCache(cache_root, cache_inputs(
-                        suite, model_name, model, model_info, identity, r, cell.refs[side]))
-                        for r in runs]
-                    feats[side] = extract_split(model, runs, caches, samples, hashes, batch_size,
-                                                suite.seed, f"{model_name} × {data_name} {side}",
-                                                echo)
+                feats = extract_cell(suite, model_name, model, model_info, identity, runs, cell,
+                                     batch_size, cache_root, f"{model_name} × {data_name}", echo)
                 echo(f"[score] {model_name} × {data_name}: {len(runs)} attacks")
-                for r in runs:
-                    res = evaluate_mia(suite, r, feats["members"][r.label],
-                                       feats["nonmembers"][r.label])
-                    rel = f"scores/{model_name}__{data_name}__{r.label}.npz".replace("/", "/")
-                    m_scores, n_scores = res.pop("scores")
-                    score_files[rel] = dict(
-                        member_ids=np.array([s.id for s in cell.members]),
-                        nonmember_ids=np.array([s.id for s in cell.nonmembers]),
-                        member_scores=np.asarray(m_scores), nonmember_scores=np.asarray(n_scores),
-                        feature_names=np.array([s.name for s in r.specs]),
-                        member_features=np.stack([feats["members"][r.label][s.name] for s in r.specs], 1),
-                        nonmember_features=np.stack([feats["nonmembers"][r.label][s.name] for s in r.specs], 1),
-                    )
-                    results["mia"].append({
-                        "model": model_name, "data": data_name, "attack": r.label,
-                        "plugin": r.plugin, "family": family, "params": r.params,
-                        "auc": res["auc"], "auc_std": res["auc_std"],
-                        "tpr_at_fpr": res["tpr"], "tpr_at_fpr_std": res["tpr_std"],
-                        "target_fpr": suite.mia.target_fpr, "selection": r.selection,
-                        "selected_feature": res["selected"],
-                        "n_members": len(cell.members), "n_nonmembers": len(cell.nonmembers),
-                        "per_feature": res["per_feature"], "scores_file": rel,
-                    })
+                entries, files = score_cell(suite, model_name, data_name, family, runs, cell, feats)
+                results["mia"] += entries
+                score_files.update(files)
                 for agg in suite.aggregators:
                     info = plugins.get("aggregator", agg.plugin)
                     if info.family not in ("any", family):
