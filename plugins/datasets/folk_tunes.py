@@ -112,7 +112,11 @@ class FolkTunes(Dataset):
     def _key_inputs(self) -> dict:
         from . import _folk_render as fr
 
-        inputs = {"params": self.params, "code": CODE_VERSION, "render_code": fr.POOL_VERSION}
+        params = dict(self.params)
+        if params["kind"] == "midi":  # whole tunes, no synthesis: these do not change the files
+            for k in ("seconds", "sample_rate", "soundfont"):
+                params.pop(k)
+        inputs = {"params": params, "code": CODE_VERSION, "render_code": fr.POOL_VERSION}
         if self.params["kind"] == "audio":
             sf2 = fr.find_soundfont(self.params["soundfont"])
             inputs["soundfont"] = [str(sf2), sf2.stat().st_size]
@@ -140,20 +144,29 @@ class FolkTunes(Dataset):
         root = self.root()
         if (root / "manifest.json").is_file():
             return
+        import fcntl
+
         from harness import atomic
 
         from . import _folk_render as fr
 
         soundfont = fr.find_soundfont(self.params["soundfont"]) \
             if self.params["kind"] == "audio" else None
-        t0 = time.perf_counter()
-        with atomic.directory(root) as tmp:
-            manifest = fr.render_set(self.params, tmp, soundfont,
-                                     log=lambda m: warnings.warn(m, stacklevel=2))
-            manifest["params"] = self.params
-            manifest["key_inputs"] = self._key_inputs()
-            manifest["render_seconds"] = round(time.perf_counter() - t0, 3)
-            atomic.write_json(tmp / "manifest.json", manifest)
+        # Several processes (parallel canary trainings) may ask for the same set at once: one
+        # renders, the others wait and then find the manifest.
+        root.parent.mkdir(parents=True, exist_ok=True)
+        with open(root.parent / f".{root.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if (root / "manifest.json").is_file():
+                return
+            t0 = time.perf_counter()
+            with atomic.directory(root) as tmp:
+                manifest = fr.render_set(self.params, tmp, soundfont,
+                                         log=lambda m: warnings.warn(m, stacklevel=2))
+                manifest["params"] = self.params
+                manifest["key_inputs"] = self._key_inputs()
+                manifest["render_seconds"] = round(time.perf_counter() - t0, 3)
+                atomic.write_json(tmp / "manifest.json", manifest)
 
     def manifest(self) -> dict:
         self.prepare()

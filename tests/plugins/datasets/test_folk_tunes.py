@@ -207,3 +207,25 @@ def test_registered_and_resolvable(small):
     assert plugins.get("dataset", "folk-tunes").factory == "plugins.datasets.folk_tunes:FolkTunes"
     got = datasets.resolve({"source": "folk-tunes", "split": "nonmembers", "params": SMALL})
     assert [s.id for s in got] == [s.id for s in small.samples("nonmembers")]
+
+
+def test_concurrent_prepare_renders_once(tmp_path, monkeypatch):
+    import threading
+
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    calls = []
+    real = fr.render_set
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(fr, "render_set", counting)
+    params = {"n_members": 1, "n_nonmembers": 1, "kind": "midi"}
+    threads = [threading.Thread(target=FolkTunes(**params).prepare) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert len(FolkTunes(**params).samples("members")) == 1
