@@ -229,3 +229,14 @@ def test_concurrent_prepare_renders_once(tmp_path, monkeypatch):
         t.join()
     assert len(calls) == 1
     assert len(FolkTunes(**params).samples("members")) == 1
+
+
+def test_soundfont_falls_back_to_pretty_midi_copy(monkeypatch, tmp_path):
+    monkeypatch.setattr(fr, "SYSTEM_SOUNDFONT", str(tmp_path / "absent.sf2"))
+    sf2 = fr.find_soundfont()
+    assert sf2.name == "TimGM6mb.sf2" and sf2.parent.name == "pretty_midi"
+    monkeypatch.setattr(fr.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DataError, match="apt-get install timgm6mb-soundfont"):
+        fr.find_soundfont()
+    with pytest.raises(DataError, match="does not exist"):
+        fr.find_soundfont(str(tmp_path / "mine.sf2"))
