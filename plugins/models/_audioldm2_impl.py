@@ -1,0 +1,403 @@
+"""AudioLDM2 (``cvssp/audioldm2`` and its diffusers-format siblings) as a ``DiffusionModel``.
+
+Why the components are loaded one by one instead of through ``AudioLDM2Pipeline.from_pretrained``:
+the released checkpoints declare ``language_model`` as ``GPT2Model``, and the current pipeline's
+``generate_language_model`` calls generation helpers that ``GPT2Model`` no longer has in
+transformers ≥ 4.5x (diffusers issue #12630). We load each component with the class its
+``model_index.json`` declares (``GPT2Model`` or ``GPT2LMHeadModel`` both work) and run the
+8-step hidden-state generation ourselves: a plain full-sequence forward per step, which is what
+the cached loop computes. Attacks only need the VAE encoder, the UNet, the scheduler's schedule
+and the text-conditioning stack, so the vocoder and the CLAP feature extractor are not loaded.
+
+Conditioning choices (models.md §2.3):
+
+* ``condition`` — as the diffusers pipeline builds it for one prompt: CLAP text embedding and
+  FLAN-T5 hidden states → projection → GPT-2 generates ``max_new_tokens`` hidden states
+  (``encoder_hidden_states`` [B, 8, 768]); T5 hidden states and mask go to the second
+  cross-attention (``encoder_hidden_states_1``, ``encoder_attention_mask_1``). GPT-2 runs per
+  caption, unpadded, because its positions ignore the attention mask: padding a short caption to
+  the batch's longest would change its generated tokens, and features would depend on the batch.
+* ``null_condition: trained`` (default) — the unconditional input the original model was trained
+  with under its 10% condition dropout: zeros [B, 8, 768] for the GPT-2 stream and T5("") with an
+  all-ones mask. ``null_condition: diffusers`` — the pipeline's negative prompt: "" through the
+  whole CLAP → T5 → projection → GPT-2 path, with T5("") padded to the caption's T5 length as the
+  pipeline does.
+* The T5 stream of the null condition is padded (masked) to the batch's condition length so that
+  condition and null condition can be concatenated along the batch; masked positions receive an
+  additive −10000 bias before the softmax, i.e. exactly zero weight in float32.
+
+Text encoders always run in float32 (T5 is known to overflow in float16); their outputs are cast
+to ``dtype``, which applies to the VAE and the UNet.
+
+Checkpoint identity: a SHA-256 over the bytes of every config/tokenizer file (json, txt, model,
+merges, vocab) and over the *names and sizes* of weight files. Weights are not read byte by byte by
+default because the real checkpoint is several GB and the identity is computed on every run;
+``hash_weights: true`` hashes them fully when a silent in-place weight swap of equal size is a
+concern.
+
+This module also holds the helpers the TANGO plugin shares (checkpoint resolution, hashing,
+dtype parsing, v→ε conversion).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+
+from harness.contracts import CONDITION, LATENTS, NULL_CONDITION, DiffusionModel
+from harness.errors import ConfigError, ModelLoadError
+
+from . import _audio
+
+# ---------------------------------------------------------------------------------------------
+# helpers shared with the TANGO plugin
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".msgpack", ".h5", ".onnx")
+
+
+def check_choice(name: str, value, choices: Iterable, plugin: str) -> None:
+    choices = list(choices)
+    if value not in choices:
+        raise ConfigError(f"model '{plugin}': parameter '{name}' must be one of "
+                          f"{', '.join(map(repr, choices))}; got {value!r}")
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def resolve_checkpoint(checkpoint, plugin: str, expected: str) -> Path:
+    """A local directory, or a hub id resolved through the Hugging Face cache (download only when
+    online). ``expected`` describes the files the directory must hold, for the error message."""
+    if checkpoint is None or str(checkpoint).strip() == "":
+        raise ConfigError(f"model '{plugin}' needs the parameter 'checkpoint': a local directory "
+                          f"holding {expected}, or a hub id")
+    path = Path(os.path.expanduser(str(checkpoint)))
+    if path.is_dir():
+        return path
+    text = str(checkpoint)
+    if not HUB_ID.match(text):
+        raise ModelLoadError(f"model '{plugin}': checkpoint directory '{checkpoint}' does not "
+                             f"exist. It must hold {expected}.")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id=text, local_files_only=hub_offline()))
+    except Exception as exc:
+        raise ModelLoadError(
+            f"model '{plugin}': '{checkpoint}' is not a local directory and could not be resolved "
+            f"as a hub id ({type(exc).__name__}: {exc}). Download it once (e.g. "
+            f"`huggingface-cli download {checkpoint} --local-dir DIR`) and pass DIR; it must hold "
+            f"{expected}.") from exc
+
+
+def content_hash(files: Sequence[Path], root: Path, hash_weights: bool) -> str:
+    """SHA-256 over config bytes and weight names+sizes (or weight bytes with ``hash_weights``)."""
+    h = hashlib.sha256()
+    for f in sorted(files, key=lambda p: p.relative_to(root).as_posix()):
+        rel = f.relative_to(root).as_posix()
+        is_weight = f.name.endswith(WEIGHT_SUFFIXES)
+        h.update(rel.encode() + b"\0")
+        if is_weight and not hash_weights:
+            h.update(f"size={f.stat().st_size}".encode() + b"\0")
+            continue
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 24), b""):
+                h.update(chunk)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def to_epsilon(pred: torch.Tensor, z_t: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor,
+               prediction_type: str) -> torch.Tensor:
+    """ε from a model output: identity for ε-prediction; ε = sqrt(ᾱ)·v + sqrt(1−ᾱ)·z_t for v."""
+    if prediction_type == "epsilon":
+        return pred
+    if prediction_type == "v_prediction":
+        a = alphas_cumprod.to(device=z_t.device)[t.long()]
+        shape = (-1,) + (1,) * (z_t.dim() - 1)
+        sa = a.sqrt().to(pred.dtype).view(shape)
+        sb = (1 - a).sqrt().to(pred.dtype).view(shape)
+        return sa * pred + sb * z_t.to(pred.dtype)
+    raise ModelLoadError(f"unsupported scheduler prediction_type '{prediction_type}' "
+                         "(epsilon and v_prediction are supported)")
+
+
+def timesteps(t, batch: int, device) -> torch.Tensor:
+    t = torch.as_tensor(t, device=device)
+    if t.dim() == 0:
+        t = t.expand(batch)
+    if t.shape != (batch,):
+        raise ValueError(f"timesteps must be a scalar or have shape [{batch}], got {tuple(t.shape)}")
+    return t.long()
+
+
+def posterior_latents(dist, scaling: float, mode: str, ctx, purpose: str) -> torch.Tensor:
+    """Scaled VAE latent: posterior mean, or one draw seeded per sample (``ctx.randn``)."""
+    mean = dist.mean.float()
+    if mode == "mean":
+        return mean * scaling
+    noise = ctx.randn(tuple(mean.shape[1:]), purpose, device=mean.device)
+    return (mean + dist.std.float() * noise) * scaling
+
+
+def freeze(module):
+    module.eval()
+    module.requires_grad_(False)
+    return module
+
+
+# ---------------------------------------------------------------------------------------------
+# AudioLDM2
+
+#: components attacks use (the vocoder and feature extractor are only needed for generation)
+NEEDED = ("vae", "unet", "scheduler", "text_encoder", "text_encoder_2", "projection_model",
+          "language_model", "tokenizer", "tokenizer_2")
+EXPECTED = ("a diffusers AudioLDM2 pipeline: model_index.json and the subfolders "
+            + ", ".join(NEEDED) + " (as written by AudioLDM2Pipeline.save_pretrained or "
+            "downloaded from cvssp/audioldm2)")
+LANGUAGE_MODELS = ("GPT2Model", "GPT2LMHeadModel")
+
+
+class AudioLDM2(DiffusionModel):
+    """AudioLDM2 text-to-audio latent diffusion model (ε-prediction, 1000 DDPM steps)."""
+
+    defaults = {
+        "checkpoint": None,
+        "dtype": "float32",
+        "latent_sampling": "mean",
+        "null_condition": "trained",
+        "max_new_tokens": 8,
+        "hash_weights": False,
+    }
+    version = "1"
+
+    def validate(self) -> None:
+        p = self.params
+        name = self.registered_name or "audioldm2"
+        check_choice("dtype", p["dtype"], DTYPES, name)
+        check_choice("latent_sampling", p["latent_sampling"], ("mean", "sample"), name)
+        check_choice("null_condition", p["null_condition"], ("trained", "diffusers"), name)
+        if not isinstance(p["max_new_tokens"], int) or p["max_new_tokens"] < 1:
+            raise ConfigError(f"model '{name}': max_new_tokens must be a positive integer")
+        if not isinstance(p["hash_weights"], bool):
+            raise ConfigError(f"model '{name}': hash_weights must be true or false")
+        self.root = resolve_checkpoint(p["checkpoint"], name, EXPECTED)
+        index_path = self.root / "model_index.json"
+        if not index_path.is_file():
+            raise ModelLoadError(f"model '{name}': {self.root} has no model_index.json; expected "
+                                 f"{EXPECTED}")
+        try:
+            self.index = json.loads(index_path.read_text())
+        except ValueError as exc:
+            raise ModelLoadError(f"model '{name}': {index_path} is not valid JSON: {exc}") from exc
+        missing = [c for c in NEEDED
+                   if not isinstance(self.index.get(c), list) or not (self.root / c).is_dir()]
+        if missing:
+            raise ModelLoadError(f"model '{name}': {self.root} lacks the components "
+                                 f"{', '.join(missing)} (in model_index.json and as subfolders); "
+                                 f"expected {EXPECTED}")
+        lm = self.index["language_model"][1]
+        if lm not in LANGUAGE_MODELS:
+            raise ModelLoadError(f"model '{name}': language_model class {lm} is not supported "
+                                 f"(expected one of {', '.join(LANGUAGE_MODELS)})")
+        te2 = self.index["text_encoder_2"][1]
+        if te2 != "T5EncoderModel":
+            raise ModelLoadError(f"model '{name}': text_encoder_2 is {te2}; only the text-to-audio "
+                                 "checkpoints (T5EncoderModel) are supported, not the TTS variant")
+        self._m: dict | None = None
+        self._scheduler = None
+        self._identity: dict | None = None
+
+    # -- identity --------------------------------------------------------------------------
+
+    def identity(self) -> dict:
+        if self._identity is None:
+            files = [f for c in ("model_index.json",) + NEEDED
+                     for f in ([self.root / c] if c.endswith(".json") else
+                               sorted(p for p in (self.root / c).rglob("*") if p.is_file()))]
+            self._identity = {
+                "format": "diffusers/AudioLDM2Pipeline",
+                "checkpoint": str(self.params["checkpoint"]),
+                "content_hash": content_hash(files, self.root, self.params["hash_weights"]),
+                "hashed": "all bytes" if self.params["hash_weights"] else
+                          "config and tokenizer bytes, weight file names and sizes",
+            }
+        return self._identity
+
+    # -- loading ---------------------------------------------------------------------------
+
+    @property
+    def scheduler(self):
+        if self._scheduler is None:
+            import diffusers
+
+            cls = getattr(diffusers, self.index["scheduler"][1], None)
+            if cls is None:
+                raise ModelLoadError(f"unknown scheduler class {self.index['scheduler'][1]}")
+            self._scheduler = cls.from_pretrained(self.root / "scheduler")
+        return self._scheduler
+
+    def _component(self, name: str):
+        import diffusers
+        import transformers
+        from diffusers.pipelines import audioldm2 as ldm2_mod
+
+        library, cls_name = self.index[name][0], self.index[name][1]
+        source = {"diffusers": diffusers, "transformers": transformers,
+                  "audioldm2": ldm2_mod}.get(library)
+        cls = getattr(source, cls_name, None) if source is not None else None
+        if cls is None and name.startswith("tokenizer"):
+            cls = transformers.AutoTokenizer
+        if cls is None:
+            raise ModelLoadError(f"model '{self.registered_name or 'audioldm2'}': component "
+                                 f"{name} declares an unknown class {library}.{cls_name}")
+        try:
+            return cls.from_pretrained(self.root / name)
+        except Exception as exc:
+            raise ModelLoadError(f"model '{self.registered_name or 'audioldm2'}': cannot load "
+                                 f"{name} ({library}.{cls_name}) from {self.root / name}: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+
+    @property
+    def m(self) -> dict:
+        if self._m is None:
+            dtype, dev = DTYPES[self.params["dtype"]], self.device
+            m = {n: self._component(n) for n in NEEDED if n != "scheduler"}
+            for n in ("text_encoder", "text_encoder_2", "projection_model", "language_model"):
+                m[n] = freeze(m[n].to(dev, torch.float32))
+            for n in ("vae", "unet"):
+                m[n] = freeze(m[n].to(dev, dtype))
+            self._m = m
+        return self._m
+
+    # -- contract --------------------------------------------------------------------------
+
+    def alphas_cumprod(self) -> torch.Tensor:
+        if getattr(self, "_alphas", None) is None:
+            self._alphas = torch.cumprod(1.0 - self.scheduler.betas.double().cpu(), 0)
+        return self._alphas
+
+    @property
+    def prediction_type(self) -> str:
+        return self.scheduler.config.prediction_type
+
+    def provide(self, samples, needs, ctx) -> dict:
+        out: dict = {}
+        with torch.no_grad():
+            if LATENTS in needs:
+                out[LATENTS] = self.encode_audio([s.path for s in samples], ctx)
+            if CONDITION in needs or NULL_CONDITION in needs:
+                cond = self.encode_text([s.caption for s in samples])
+                if CONDITION in needs:
+                    out[CONDITION] = cond
+                if NULL_CONDITION in needs:
+                    out[NULL_CONDITION] = self.null_condition(cond, len(samples))
+        return out
+
+    def encode_audio(self, paths: Sequence[str], ctx=None) -> torch.Tensor:
+        vae = self.m["vae"]
+        mel = torch.cat([_audio.mel_for("audioldm2", p) for p in paths])  # [B, 1024, 64]
+        mel = mel[:, None].to(self.device, vae.dtype)
+        dist = vae.encode(mel).latent_dist
+        return posterior_latents(dist, float(vae.config.scaling_factor),
+                                 self.params["latent_sampling"], ctx, "audioldm2/vae-posterior")
+
+    # text ---------------------------------------------------------------------------------
+
+    def _clap(self, texts: list[str]) -> torch.Tensor:
+        tok, enc = self.m["tokenizer"], self.m["text_encoder"]
+        max_len = tok.model_max_length if tok.model_max_length < 100_000 else None
+        b = tok(texts, padding="max_length" if max_len else True, max_length=max_len,
+                truncation=True, return_tensors="pt").to(self.device)
+        feats = enc.get_text_features(b.input_ids, attention_mask=b.attention_mask)
+        if hasattr(feats, "pooler_output"):  # transformers 5 returns a model output
+            feats = feats.pooler_output
+        return feats[:, None, :]
+
+    def _t5(self, texts: list[str], pad_to: int | None = None):
+        tok, enc = self.m["tokenizer_2"], self.m["text_encoder_2"]
+        if pad_to is None:
+            b = tok(texts, padding=True, max_length=tok.model_max_length, truncation=True,
+                    return_tensors="pt")
+        else:
+            b = tok(texts, padding="max_length", max_length=pad_to, truncation=True,
+                    return_tensors="pt")
+        b = b.to(self.device)
+        return enc(b.input_ids, attention_mask=b.attention_mask)[0], b.attention_mask
+
+    def _generate(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        lm, n = self.m["language_model"], self.params["max_new_tokens"]
+        for _ in range(n):
+            out = lm(inputs_embeds=embeds, attention_mask=mask, output_hidden_states=True,
+                     use_cache=False, return_dict=True)
+            embeds = torch.cat([embeds, out.hidden_states[-1][:, -1:]], 1)
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], 1)
+        return embeds[:, -n:]
+
+    def _loa(self, clap: torch.Tensor, t5: torch.Tensor, t5_mask: torch.Tensor) -> torch.Tensor:
+        """GPT-2 generated hidden states for ONE prompt ([1, ...] inputs)."""
+        proj = self.m["projection_model"](
+            hidden_states=clap, hidden_states_1=t5,
+            attention_mask=torch.ones(clap.shape[:2], dtype=t5_mask.dtype, device=self.device),
+            attention_mask_1=t5_mask)
+        return self._generate(proj.hidden_states, proj.attention_mask)
+
+    def encode_text(self, captions: Sequence[str]) -> dict:
+        captions = list(captions)
+        dtype = DTYPES[self.params["dtype"]]
+        clap = self._clap(captions)
+        t5, t5_mask = self._t5(captions)
+        lens = t5_mask.sum(1).tolist()
+        loa = torch.cat([self._loa(clap[i:i + 1], t5[i:i + 1, :n], t5_mask[i:i + 1, :n])
+                         for i, n in enumerate(lens)])
+        return {"encoder_hidden_states": loa.to(dtype),
+                "encoder_hidden_states_1": t5.to(dtype),
+                "encoder_attention_mask_1": t5_mask}
+
+    def null_condition(self, cond: dict, batch: int) -> dict:
+        dtype = DTYPES[self.params["dtype"]]
+        length = cond["encoder_hidden_states_1"].shape[1]
+        if self.params["null_condition"] == "trained":
+            t5, _ = self._t5([""])  # original: T5("") with an all-ones mask
+            n = t5.shape[1]
+            t5 = torch.nn.functional.pad(t5, (0, 0, 0, max(length - n, 0)))
+            mask = torch.zeros(1, t5.shape[1], dtype=torch.long, device=self.device)
+            mask[:, :n] = 1
+            loa = torch.zeros_like(cond["encoder_hidden_states"])
+            return {"encoder_hidden_states": loa.to(dtype),
+                    "encoder_hidden_states_1": t5.expand(batch, -1, -1).to(dtype),
+                    "encoder_attention_mask_1": mask.expand(batch, -1).contiguous()}
+        # diffusers: the pipeline's negative prompt "" through the whole path; T5("") padded to
+        # each caption's own T5 length, as the pipeline does for a single prompt.
+        clap = self._clap([""])
+        lens = cond["encoder_attention_mask_1"].sum(1).tolist()
+        loas, cache = [], {}
+        for n in lens:
+            if n not in cache:
+                t5, mask = self._t5([""], pad_to=n)
+                cache[n] = self._loa(clap, t5, mask)
+            loas.append(cache[n])
+        t5, mask = self._t5([""], pad_to=max(length, 1))
+        return {"encoder_hidden_states": torch.cat(loas).to(dtype),
+                "encoder_hidden_states_1": t5.expand(batch, -1, -1).to(dtype),
+                "encoder_attention_mask_1": mask.expand(batch, -1).contiguous()}
+
+    def predict_noise(self, z_t: torch.Tensor, t, condition: dict) -> torch.Tensor:
+        unet = self.m["unet"]
+        dtype = DTYPES[self.params["dtype"]]
+        tt = timesteps(t, z_t.shape[0], self.device)
+        out = unet(z_t.to(self.device, dtype), tt,
+                   encoder_hidden_states=condition["encoder_hidden_states"].to(self.device, dtype),
+                   encoder_hidden_states_1=condition["encoder_hidden_states_1"].to(self.device, dtype),
+                   encoder_attention_mask_1=condition["encoder_attention_mask_1"].to(self.device),
+                   return_dict=False)[0]
+        return to_epsilon(out, z_t, tt, self.alphas_cumprod(), self.prediction_type).to(z_t.dtype)
