@@ -52,17 +52,28 @@ class BertSelfAttention(nn.Module):
         B, L, _ = x.shape
         return x.view(B, L, self.heads, self.head_dim).transpose(1, 2)
 
+    def _relative_scores(self, q, k):
+        """q·D[l-r] + k·D[l-r] (transformers' two einsums over a [lq, lk, d] table), computed
+        as products with the lq+lk-1 distinct distance vectors, then gathered: the same sums,
+        without materialising the table (the einsum form is ~5x slower on CPU)."""
+        B, H, lq, _ = q.shape
+        lk = k.shape[2]
+        M = MAX_POSITION_EMBEDDINGS
+        if lq > M or lk > M:
+            raise ValueError(f"sequence longer than max_position_embeddings={M}")
+        table = self.distance_embedding.weight[M - lk:M + lq - 1].to(q.dtype)  # l-r = -(lk-1)..lq-1
+        idx = (torch.arange(lq, device=q.device)[:, None]
+               - torch.arange(lk, device=q.device)[None, :]) + (lk - 1)
+        by_q = (q @ table.t()).gather(-1, idx.expand(B, H, lq, lk))
+        by_k = (k @ table.t()).gather(-1, idx.t().expand(B, H, lk, lq)).transpose(-1, -2)
+        return by_q + by_k
+
     def forward(self, hidden, context=None, mask=None):
         src = hidden if context is None else context
         q, k, v = self._split(self.query(hidden)), self._split(self.key(src)), self._split(self.value(src))
         scores = q @ k.transpose(-1, -2)
         if self.relative:
-            lq, lk = q.shape[2], k.shape[2]
-            dist = (torch.arange(lq, device=hidden.device)[:, None]
-                    - torch.arange(lk, device=hidden.device)[None, :])
-            emb = self.distance_embedding(dist + MAX_POSITION_EMBEDDINGS - 1).to(q.dtype)
-            scores = scores + torch.einsum("bhld,lrd->bhlr", q, emb)
-            scores = scores + torch.einsum("bhrd,lrd->bhlr", k, emb)
+            scores = scores + self._relative_scores(q, k)
         scores = scores / math.sqrt(self.head_dim)
         if mask is not None:
             scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
