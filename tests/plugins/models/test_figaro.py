@@ -307,3 +307,14 @@ def test_files_figaro_would_skip_raise_data_error(tmp_path):
     bad.write_bytes(b"MThd nonsense")
     with pytest.raises(DataError, match="skipped"):
         model.provide([Sample("bad", str(bad))], {"token_stats/conditional"})
+
+
+def test_reduced_precision_scores_stay_close(tmp_path, two_midis):
+    ckpt = write_ckpt(tmp_path / "figaro-expert.ckpt", TINY)
+    need = {"token_stats/conditional"}
+    full = fi.FigaroModel(checkpoint=ckpt).provide(two_midis[:1], need)[
+        "token_stats/conditional"][0]
+    half = fi.FigaroModel(checkpoint=ckpt, dtype="bfloat16").provide(two_midis[:1], need)[
+        "token_stats/conditional"][0]
+    assert len(half) == len(full)
+    assert abs(half.logprob.mean() - full.logprob.mean()) < 0.05
