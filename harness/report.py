@@ -1,0 +1,251 @@
+"""``harness report``: the paper's tables, read back from MLflow.
+
+Layout follows the paper (Tables 2–4 of "Membership and Dataset Inference Attacks on Large Audio
+Generative Models"): rows are attacks, columns are models (``model (data)`` when a table mixes
+data sets), cells are percentages with two decimals, "mean ± std" over the MIA subsamples —
+"52.85 ± 0.54" — because TPR@1%FPR values such as 0.12% need the second decimal. Table 1 is AUC,
+table 2 TPR at the target FPR (1% unless the suite says otherwise; one table per target), table 3
+the smallest number of suspect samples n at which dataset inference rejects the null hypothesis,
+next to the false positive rate of the null control (suspect set drawn from non-members), which
+says whether that n can be trusted.
+
+``fmt="csv"`` gives the same results as one tidy table (one row per MIA cell or DI result) with
+the raw logged values (fractions, not percentages) and the run id, for spreadsheets and pandas.
+
+Reads only; mlflow is imported inside functions.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from .errors import HarnessError, did_you_mean
+from .tracking import fpr_key, normalize_uri, _sqlite_path
+
+
+def _client(uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _search(client, exp_ids: list[str], filter_string: str, order_by=None, max_results=None):
+    """Every matching run (MLflow pages search results)."""
+    out, token = [], None
+    while True:
+        page = client.search_runs(exp_ids, filter_string=filter_string,
+                                  max_results=min(max_results or 1000, 1000),
+                                  order_by=order_by or ["attributes.start_time ASC"],
+                                  page_token=token)
+        out += list(page)
+        token = page.token
+        if not token or (max_results and len(out) >= max_results):
+            return out[:max_results] if max_results else out
+
+
+_FINISHED_SUITE = "tags.kind = 'suite' AND attributes.status = 'FINISHED'"
+
+
+def _pick_experiment(client, uri: str, experiment: str | None):
+    experiments = client.search_experiments()
+    if experiment is not None:
+        for e in experiments:
+            if e.name == experiment:
+                return e
+        raise HarnessError(did_you_mean("experiment", experiment, [e.name for e in experiments])
+                           + f" (tracking URI {uri})")
+    latest = _search(client, [e.experiment_id for e in experiments], _FINISHED_SUITE,
+                     order_by=["attributes.start_time DESC"], max_results=1) if experiments else []
+    if not latest:
+        raise HarnessError(f"No finished harness run in the MLflow store {uri}. Run a suite "
+                           "(`harness run SUITE`) or log a results directory (`harness log DIR`), "
+                           "or pass the right --tracking-uri.")
+    exp_id = latest[0].info.experiment_id
+    return next(e for e in experiments if e.experiment_id == exp_id)
+
+
+def _scope(client, exp, run: str | None) -> tuple[str, str]:
+    """The filter that selects the child runs to report, and a line saying what they are."""
+    if run == "all":
+        return ("attributes.status = 'FINISHED'",
+                f"every finished run of experiment '{exp.name}', newest result per cell")
+    if run is None:
+        parents = _search(client, [exp.experiment_id], _FINISHED_SUITE,
+                          order_by=["attributes.start_time DESC"], max_results=1)
+        if not parents:
+            raise HarnessError(f"Experiment '{exp.name}' has no finished harness run; log one "
+                               "with `harness log DIR` (or use --all-runs).")
+        parent = parents[0]
+    else:
+        try:
+            parent = client.get_run(run)
+        except Exception as exc:
+            raise HarnessError(f"No MLflow run '{run}': {exc}") from exc
+        if parent.info.experiment_id != exp.experiment_id:
+            raise HarnessError(f"Run '{run}' is not in experiment '{exp.name}'")
+    pid = parent.info.run_id
+    name = parent.data.tags.get("mlflow.runName", "")
+    return (f"tags.`mlflow.parentRunId` = '{pid}'",
+            f"experiment '{exp.name}', suite run {pid} ({name})")
+
+
+def _newest_per(runs, key) -> list:
+    """One run per cell: the most recently started (runs come sorted oldest first)."""
+    best = {}
+    for r in runs:
+        best[key(r)] = r
+    return sorted(best.values(), key=lambda r: r.info.start_time)
+
+
+def _float(v):
+    try:
+        return None if v is None or v == "" else float(v)
+    except ValueError:
+        return None
+
+
+def _mia_rows(runs) -> list[dict]:
+    rows = []
+    runs = _newest_per(runs, lambda r: (r.data.tags.get("model"), r.data.tags.get("data"),
+                                        r.data.tags.get("attack")))
+    for r in runs:
+        t, m, p = r.data.tags, r.data.metrics, r.data.params
+        target = _float(p.get("target_fpr")) or 0.01
+        k = fpr_key(target)
+        rows.append({"kind": "mia", "model": t.get("model"), "data": t.get("data"),
+                     "attack": t.get("attack"), "aggregator": "", "auc": m.get("auc"),
+                     "auc_std": m.get("auc_std"), "tpr_at_fpr": m.get(k),
+                     "tpr_at_fpr_std": m.get(f"{k}_std"), "target_fpr": target,
+                     "selected_feature": t.get("selected_feature", ""),
+                     "min_n": None, "max_n": None, "alpha": None, "null_fpr": None,
+                     "null_fpr_upper": None, "run_id": r.info.run_id})
+    return rows
+
+
+def _di_rows(runs) -> list[dict]:
+    rows = []
+    runs = _newest_per(runs, lambda r: (r.data.tags.get("model"), r.data.tags.get("data"),
+                                        r.data.tags.get("aggregator")))
+    for r in runs:
+        t, m, p = r.data.tags, r.data.metrics, r.data.params
+        min_n = m.get("min_n")
+        max_n = m.get("max_n")
+        rows.append({"kind": "di", "model": t.get("model"), "data": t.get("data"), "attack": "",
+                     "aggregator": t.get("aggregator"), "auc": None, "auc_std": None,
+                     "tpr_at_fpr": None, "tpr_at_fpr_std": None, "target_fpr": None,
+                     "selected_feature": "",
+                     "min_n": None if min_n is None else int(min_n),
+                     "max_n": None if max_n is None else int(max_n),
+                     "alpha": _float(p.get("alpha")), "null_fpr": m.get("null_fpr"),
+                     "null_fpr_upper": m.get("null_fpr_upper"), "run_id": r.info.run_id})
+    return rows
+
+
+def pct(mean, std) -> str:
+    """Paper cell: percent, two decimals, "mean ± std"."""
+    if mean is None:
+        return "–"
+    return f"{100 * mean:.2f}" + ("" if std is None else f" ± {100 * std:.2f}")
+
+
+def _md_table(header: list[str], body: list[list[str]]) -> str:
+    def line(cells):
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join([line(header), line(["---"] * len(header))] + [line(r) for r in body])
+
+
+def _pivot(rows: list[dict], value) -> tuple[list[str], list[list[str]]]:
+    several_data = len({r["data"] for r in rows}) > 1
+    cols: list[tuple] = []
+    attacks: list[str] = []
+    cells = {}
+    for r in rows:
+        col = (r["model"], r["data"])
+        if col not in cols:
+            cols.append(col)
+        if r["attack"] not in attacks:
+            attacks.append(r["attack"])
+        cells[(r["attack"], col)] = value(r)
+    header = ["Attack"] + [f"{m} ({d})" if several_data else m for m, d in cols]
+    body = [[a] + [cells.get((a, c), "–") for c in cols] for a in attacks]
+    return header, body
+
+
+def _min_n_cell(r: dict) -> str:
+    if r["min_n"] is not None:
+        return str(r["min_n"])
+    return f"> {r['max_n']}" if r["max_n"] is not None else "not reached"
+
+
+def _null_cell(r: dict) -> str:
+    if r["null_fpr"] is None:
+        return "–"
+    upper = "" if r["null_fpr_upper"] is None else f" (≤ {r['null_fpr_upper']:.3f})"
+    return f"{r['null_fpr']:.3f}{upper}"
+
+
+def _markdown(mia: list[dict], di: list[dict], source: str) -> str:
+    parts = [f"Source: {source}."]
+    if mia:
+        h, b = _pivot(mia, lambda r: pct(r["auc"], r["auc_std"]))
+        parts += ["", "Table 1: MIA AUC (%), mean ± std over subsamples (50 = chance)", "",
+                  _md_table(h, b)]
+        for target in sorted({r["target_fpr"] for r in mia}):
+            sub = [r for r in mia if r["target_fpr"] == target]
+            h, b = _pivot(sub, lambda r: pct(r["tpr_at_fpr"], r["tpr_at_fpr_std"]))
+            parts += ["", f"Table 2: MIA TPR@{100 * target:g}%FPR (%), mean ± std over "
+                          f"subsamples ({100 * target:g} = chance)", "", _md_table(h, b)]
+    if di:
+        body = [[r["model"], r["data"], r["aggregator"], _min_n_cell(r),
+                 "–" if r["alpha"] is None else f"{r['alpha']:g}", _null_cell(r)] for r in di]
+        parts += ["", "Table 3: dataset inference, smallest n with mean p-value ≤ alpha; null "
+                      "FPR = rejection rate with non-members as the suspect set (should be ≤ "
+                      "alpha)", "",
+                  _md_table(["Model", "Data", "Aggregator", "# Samples (min n)", "alpha",
+                             "Null FPR"], body)]
+    if not mia and not di:
+        parts += ["", "(no MIA or DI results)"]
+    return "\n".join(parts) + "\n"
+
+
+CSV_COLUMNS = ["kind", "model", "data", "attack", "aggregator", "auc", "auc_std", "tpr_at_fpr",
+               "tpr_at_fpr_std", "target_fpr", "selected_feature", "min_n", "max_n", "alpha",
+               "null_fpr", "null_fpr_upper", "run_id"]
+
+
+def _csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: "" if r[k] is None else (repr(r[k]) if isinstance(r[k], float) else r[k])
+                    for k in CSV_COLUMNS})
+    return buf.getvalue()
+
+
+def report(tracking_uri: str = "sqlite:///mlflow.db", experiment: str | None = None,
+           fmt: str = "md", run: str | None = None) -> str:
+    """Tables for one experiment (default: the one with the most recent finished harness run).
+
+    ``run=None`` reads the latest finished suite run of the experiment, ``run="all"`` every
+    finished child run (the newest per (model, data, attack) or (model, data, aggregator)), and
+    any other value is taken as a parent (suite) run id.
+    """
+    if fmt not in ("md", "csv"):
+        raise HarnessError(f"Unknown report format '{fmt}'. Available: csv, md")
+    uri = normalize_uri(tracking_uri)
+    db = _sqlite_path(uri)
+    if db is not None and not db.is_file():  # MLflow would silently create an empty database
+        raise HarnessError(f"No MLflow database at {db}. Pass --tracking-uri (the suite's "
+                           "mlflow.tracking_uri), or log results first with `harness log DIR`.")
+    client = _client(uri)
+    exp = _pick_experiment(client, uri, experiment)
+    scope, source = _scope(client, exp, run)
+    ids = [exp.experiment_id]
+    mia = _mia_rows(_search(client, ids, f"tags.kind = 'mia' AND {scope}"))
+    di = _di_rows(_search(client, ids, f"tags.kind = 'di' AND {scope}"))
+    if fmt == "csv":
+        return _csv(mia + di)
+    return _markdown(mia, di, source)

@@ -1,0 +1,551 @@
+"""The log stage: copy a results directory written by the runner into MLflow.
+
+Why a separate stage reading files, rather than logging while the suite runs:
+
+- *No loss.* ``results.json`` and the score files are on disk before MLflow is touched. If the
+  tracking store is unreachable or fails midway, the parent run is ended as FAILED, the results
+  stay where they are, and :class:`TrackingError` says how to log them later (``harness log``).
+  ``<results_dir>/mlflow.json`` is written only once everything is logged, so ``pending()`` (and
+  ``harness log --pending``) finds every directory that still has to go in.
+- *Single writer.* Only the process that calls :func:`log_results` writes to MLflow. A scale-out
+  (Ray or a cluster) must keep it that way: workers write results directories, one driver logs
+  them. Several processes opening one ``sqlite:///`` file race on schema migration and lock the
+  database (mlflow#6490, hydraflow#245).
+- *Idempotent.* Logging an already-logged directory does nothing unless ``force=True``; each parent
+  run carries a content hash of ``results.json`` (tag ``harness.results_id``), so a crash between
+  the last MLflow call and writing ``mlflow.json`` does not produce a duplicate on retry either.
+
+Layout: one parent run per results directory (tag ``kind=suite``; suite YAML, resolved config and
+plugin versions as artifacts), one nested child per MIA cell (``kind=mia``) and per DI result
+(``kind=di``). Tag names are the dimensions ``harness report`` pivots on.
+
+mlflow is imported inside functions only: importing it costs seconds.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import posixpath
+import re
+import socket
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+
+from . import atomic
+from .errors import DataError, HarnessError
+
+MARKER = "mlflow.json"
+
+# Limits of mlflow.utils.validation (3.x). Params are cut at 500 characters, not at 3.x's 6000,
+# because older tracking servers and clients reject anything longer; the full parameters are
+# always logged as a JSON artifact as well.
+_PARAM_VALUE_MAX = 500
+_TAG_VALUE_MAX = 5000
+_KEY_MAX = 250
+_PARAMS_TAGS_PER_BATCH = 100
+_METRICS_PER_BATCH = 1000
+_NAME_OK = re.compile(r"^[/\w.\- ]*$")
+_NAME_BAD_CHARS = re.compile(r"[^\w.\- ]")  # "/" is bad inside a component: it would nest
+
+
+class TrackingError(HarnessError):
+    """Logging to MLflow failed; the results are still on disk and can be logged later."""
+
+
+# ---------------------------------------------------------------------------------------------
+# names and values MLflow accepts
+
+
+def _path_ambiguous(key: str) -> bool:
+    norm = posixpath.normpath(key)
+    return norm != key or norm == "." or norm.startswith("..") or norm.startswith("/")
+
+
+def sanitize_component(name: str) -> str:
+    """One path component of a metric/param key: characters outside ``[\\w.\\- ]`` (``:``, ``%``,
+    ``=``, ``@``, ``/``...) become ``_``; "." and ".." (which would make the key path-ambiguous)
+    get a leading ``_``."""
+    out = _NAME_BAD_CHARS.sub("_", str(name)).strip()
+    if out in ("", ".", ".."):
+        out = "_" + out
+    return out
+
+
+def _fit_key(key: str) -> str:
+    """Keys over MLflow's length limit keep their start and get a short hash of the full key."""
+    if len(key) <= _KEY_MAX:
+        return key
+    digest = hashlib.sha1(key.encode()).hexdigest()[:8]
+    return key[: _KEY_MAX - 9].rstrip("/") + "-" + digest
+
+
+def metric_key(*parts: str) -> str:
+    """``feature/<name>/auc`` with every part sanitised and the whole key checked against MLflow's
+    rules, so a feature called ``min-k:k=0.2`` can never fail a log call halfway through a run."""
+    key = _fit_key("/".join(sanitize_component(p) for p in parts))
+    if not _NAME_OK.match(key) or _path_ambiguous(key):  # pragma: no cover - by construction
+        raise ValueError(f"cannot build a valid MLflow key from {parts!r}")
+    return key
+
+
+def _truncate(value: str, limit: int) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def _param_value(value) -> str:
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, (bool, int, float)) or value is None:
+        text = str(value)
+    else:
+        text = json.dumps(value, sort_keys=True, default=str)
+    return _truncate(text, _PARAM_VALUE_MAX)
+
+
+def flatten_params(params: dict, prefix: str = "") -> dict[str, str]:
+    """Nested dicts become dotted keys (``schedule.t_max``); lists and other values are
+    stringified (JSON for containers) and cut to a length every MLflow server accepts."""
+    flat: dict[str, str] = {}
+    for k, v in (params or {}).items():
+        key = f"{prefix}{sanitize_component(k)}"
+        if isinstance(v, dict) and v:
+            flat.update(flatten_params(v, prefix=key + "."))
+        else:
+            flat[_fit_key(key)] = _param_value(v)
+    return flat
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    """Sanitised names, with ``_2``, ``_3``... when two originals sanitise to the same text."""
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        s = sanitize_component(n)
+        if s in seen:
+            seen[s] += 1
+            s = f"{s}_{seen[s]}"
+        seen.setdefault(s, 1)
+        out.append(s)
+    return out
+
+
+def fpr_key(target_fpr: float) -> str:
+    """``tpr_at_fpr_0.01``: ``tpr@1%fpr`` is not a valid MLflow name (``@``, ``%``)."""
+    return f"tpr_at_fpr_{target_fpr:g}"
+
+
+# ---------------------------------------------------------------------------------------------
+# tracking URI handling
+
+
+def normalize_uri(tracking_uri: str) -> str:
+    """Make relative sqlite paths absolute: ``sqlite:///mlflow.db`` means a different database in
+    every working directory, and ``mlflow.json`` must say which one was used."""
+    if tracking_uri.startswith("sqlite:///") and not tracking_uri.startswith("sqlite:////"):
+        rel = unquote(tracking_uri[len("sqlite:///"):])
+        if rel and rel != ":memory:":
+            return "sqlite:///" + str(Path(rel).resolve())
+    return tracking_uri
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    if uri.startswith("sqlite:///"):
+        rel = unquote(uri[len("sqlite:///"):])
+        return None if rel in ("", ":memory:") else Path(rel)
+    return None
+
+
+def _preflight(uri: str) -> None:
+    """Fail in seconds, with a message that says what to fix, where MLflow would either create a
+    database in a directory that is not there (a network share that is not mounted: the runs
+    would land in a local shadow copy) or retry an unreachable server for minutes."""
+    db = _sqlite_path(uri)
+    if db is not None:
+        if not db.parent.is_dir():
+            raise OSError(f"the directory of the sqlite database, {db.parent}, does not exist "
+                          "(create it, or fix the tracking URI)")
+        if db.exists() and not db.is_file():
+            raise OSError(f"{db} is not a file")
+        return
+    parsed = urlparse(uri)
+    if parsed.scheme in ("http", "https"):
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            socket.create_connection((parsed.hostname, port), timeout=5).close()
+        except OSError as exc:
+            raise OSError(f"cannot reach the MLflow server {parsed.hostname}:{port} ({exc}); "
+                          "start it (`mlflow server --port …`) or fix the tracking URI") from exc
+
+
+def _client(uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _artifact_location(uri: str, experiment: str) -> str | None:
+    """Artifacts of a sqlite store go next to the database file (``<db dir>/mlartifacts``), not
+    into ``./mlruns`` of whatever directory the process happened to start in (MLflow's default),
+    which would scatter them and can make ``mlflow ui`` mistake the folder for a file store."""
+    db = _sqlite_path(uri)
+    if db is None:
+        return None
+    return (db.resolve().parent / "mlartifacts" / sanitize_component(experiment)).as_uri()
+
+
+def _experiment_id(client, uri: str, name: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            raise HarnessError(
+                f"MLflow experiment '{name}' is deleted; restore it (`mlflow experiments restore "
+                f"--experiment-id {exp.experiment_id}`) or log under another name (--experiment)")
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=_artifact_location(uri, name))
+    except Exception:
+        exp = client.get_experiment_by_name(name)  # created meanwhile by another process
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+# ---------------------------------------------------------------------------------------------
+# reading a results directory
+
+
+def _load_results(results_dir: Path) -> dict:
+    path = results_dir / "results.json"
+    if not path.is_file():
+        raise DataError(f"{results_dir} is not a results directory: {path} is missing "
+                        "(`harness run` writes it)")
+    try:
+        res = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from exc
+    if res.get("schema") != 1:
+        raise DataError(f"{path}: schema {res.get('schema')!r} is not supported by this harness "
+                        "version (expected 1); log it with the harness version that wrote it")
+    for key in ("suite_name", "mia", "di"):
+        if key not in res:
+            raise DataError(f"{path}: required key '{key}' is missing")
+    for entry in res["mia"]:
+        rel = entry.get("scores_file")
+        if rel and not (results_dir / rel).is_file():
+            raise DataError(f"{path}: MIA result {entry.get('model')}/{entry.get('data')}/"
+                            f"{entry.get('attack')} refers to {rel}, which is missing in "
+                            f"{results_dir}")
+    return res
+
+
+def _results_id(results_dir: Path) -> str:
+    return hashlib.sha256((results_dir / "results.json").read_bytes()).hexdigest()[:20]
+
+
+def _read_marker(results_dir: Path) -> dict | None:
+    try:
+        return json.loads((results_dir / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def pending(output_root: str | os.PathLike) -> list[Path]:
+    """Results directories under ``output_root`` (searched recursively) not yet logged to MLflow.
+    Half-written directories of the atomic writer (``.tmp-*``, ``.old-*``) are skipped."""
+    root = Path(output_root)
+    found = []
+    for res in root.rglob("results.json"):
+        d = res.parent
+        if any(part.startswith(".") for part in d.relative_to(root).parts):
+            continue
+        if not (d / MARKER).is_file():
+            found.append(d)
+    return sorted(found)
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _log_batch(client, run_id: str, metrics=(), params=None, tags=None) -> None:
+    """MLflow caps one batch at 100 params+tags and 1000 metrics; split accordingly."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    items = [Param(k, v) for k, v in (params or {}).items()]
+    items += [RunTag(k, _truncate(str(v), _TAG_VALUE_MAX)) for k, v in (tags or {}).items()]
+    for i in range(0, len(items), _PARAMS_TAGS_PER_BATCH):
+        chunk = items[i:i + _PARAMS_TAGS_PER_BATCH]
+        client.log_batch(run_id, params=[x for x in chunk if isinstance(x, Param)],
+                         tags=[x for x in chunk if isinstance(x, RunTag)])
+    ts = _now_ms()
+    ms = [Metric(k, float(v), ts, int(step)) for k, v, step in metrics]
+    for i in range(0, len(ms), _METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=ms[i:i + _METRICS_PER_BATCH])
+
+
+def _num(v) -> float | None:
+    """A loggable metric value, or None for absent ones (never log None as 0)."""
+    if v is None:
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _requirements(plugins: list[dict]) -> str:
+    """``distribution==version`` lines, one per installed distribution that provides plugins (like
+    ``datasette plugins --requirements``), so ``pip install -r`` rebuilds the plugin set."""
+    lines = set()
+    for p in plugins:
+        dist = p.get("distribution") or p.get("name")
+        if not dist:
+            continue
+        lines.add(f"{dist}=={p['version']}" if p.get("version") else str(dist))
+    return "".join(f"{line}\n" for line in sorted(lines))
+
+
+def _scores_csv(path: Path, scores: dict) -> None:
+    """id, membership (1 = member), score, then the per-feature scores when the runner kept them."""
+    import csv
+    import io
+
+    names = [str(n) for n in scores.get("feature_names", [])] if "member_features" in scores else []
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["id", "membership", "score"] + names)
+    for label, prefix in ((1, "member"), (0, "nonmember")):
+        ids = scores[f"{prefix}_ids"]
+        vals = scores[f"{prefix}_scores"]
+        feats = scores.get(f"{prefix}_features") if names else None
+        for i in range(len(ids)):
+            row = [ids[i].item() if hasattr(ids[i], "item") else ids[i], label, repr(float(vals[i]))]
+            if feats is not None:
+                row += [repr(float(x)) for x in feats[i]]
+            w.writerow(row)
+    atomic.write_text(path, buf.getvalue())
+
+
+def _load_scores(path: Path) -> dict:
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            scores = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise DataError(f"cannot read the score file {path}: {exc}") from exc
+    missing = {"member_ids", "nonmember_ids", "member_scores", "nonmember_scores"} - set(scores)
+    if missing:
+        raise DataError(f"score file {path} lacks arrays {sorted(missing)}")
+    return scores
+
+
+def _child_tags(parent_id: str, **tags) -> dict:
+    out = {"mlflow.parentRunId": parent_id}
+    out.update({k: "" if v is None else str(v) for k, v in tags.items()})
+    return out
+
+
+def _log_mia(client, exp_id: str, parent_id: str, results_dir: Path, entry: dict,
+             stage: Path) -> str:
+    target = float(entry.get("target_fpr", 0.01))
+    tkey = fpr_key(target)
+    name = f"{entry['model']} × {entry['data']} × {entry['attack']}"
+    run = client.create_run(exp_id, run_name=name, tags=_child_tags(
+        parent_id, kind="mia", model=entry["model"], attack=entry["attack"],
+        family=entry.get("family"), data=entry["data"], plugin=entry.get("plugin"),
+        selected_feature=entry.get("selected_feature")))
+    run_id = run.info.run_id
+    try:
+        params = {k: str(entry.get(k)) for k in ("n_members", "n_nonmembers", "target_fpr")}
+        for k, v in flatten_params(entry.get("params") or {}).items():
+            params[k if k not in params else f"attack.{k}"] = v
+        metrics = [(k, _num(entry.get(src)), 0) for k, src in (
+            ("auc", "auc"), ("auc_std", "auc_std"), (tkey, "tpr_at_fpr"),
+            (f"{tkey}_std", "tpr_at_fpr_std"))]
+        per_feature = entry.get("per_feature") or []
+        safe = _unique_names([f["name"] for f in per_feature])
+        for f, s in zip(per_feature, safe):
+            for suffix, src in (("auc", "auc"), ("auc_std", "auc_std"), (tkey, "tpr"),
+                                (f"{tkey}_std", "tpr_std")):
+                metrics.append((metric_key("feature", s, suffix), _num(f.get(src)), 0))
+        _log_batch(client, run_id, [m for m in metrics if m[1] is not None], params=params)
+
+        art = stage / run_id
+        art.mkdir()
+        atomic.write_json(art / "params.json", entry.get("params") or {})
+        atomic.write_json(art / "per_feature.json",
+                          [dict(f, metric_name=s) for f, s in zip(per_feature, safe)])
+        if entry.get("scores_file"):
+            from .plots import roc_plot
+
+            scores = _load_scores(results_dir / entry["scores_file"])
+            roc_plot(art / "roc.png", scores["member_scores"], scores["nonmember_scores"],
+                     title=name, target_fpr=target)
+            _scores_csv(art / "scores.csv", scores)
+        client.log_artifacts(run_id, str(art))
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def _log_di(client, exp_id: str, parent_id: str, entry: dict, stage: Path) -> str:
+    name = f"{entry['model']} × {entry['data']} × DI {entry['aggregator']}"
+    run = client.create_run(exp_id, run_name=name, tags=_child_tags(
+        parent_id, kind="di", model=entry["model"], aggregator=entry["aggregator"],
+        family=entry.get("family"), data=entry["data"], plugin=entry.get("plugin")))
+    run_id = run.info.run_id
+    try:
+        per_n = entry.get("per_n") or []
+        null_per_n = entry.get("null_per_n") or []
+        params = {"alpha": str(entry.get("alpha")), "draws": str(entry.get("draws")),
+                  "n_grid": _param_value([r["n"] for r in per_n]),
+                  "features": _param_value(list(entry.get("features") or []))}
+        for k, v in flatten_params(entry.get("params") or {}).items():
+            params[k if k not in params else f"aggregator.{k}"] = v
+        metrics = [(k, _num(entry.get(k)), 0)
+                   for k in ("min_n", "min_n_frac", "null_fpr", "null_fpr_upper")]
+        if per_n:
+            metrics.append(("max_n", max(r["n"] for r in per_n), 0))
+        for rows, prefix in ((per_n, ""), (null_per_n, "null_")):
+            for r in rows:
+                metrics += [(f"{prefix}p_value", _num(r.get("mean_p")), r["n"]),
+                            (f"{prefix}median_p_value", _num(r.get("median_p")), r["n"]),
+                            (f"{prefix}frac_reject", _num(r.get("frac_reject")), r["n"])]
+        _log_batch(client, run_id, [m for m in metrics if m[1] is not None], params=params)
+
+        art = stage / run_id
+        art.mkdir()
+        atomic.write_json(art / "params.json", entry.get("params") or {})
+        atomic.write_json(art / "per_n.json", {"alpha": entry.get("alpha"), "per_n": per_n,
+                                               "null_per_n": null_per_n})
+        if per_n:
+            from .plots import pvalue_plot
+
+            pvalue_plot(art / "pvalue_vs_n.png", per_n, alpha=float(entry.get("alpha", 0.01)),
+                        null_per_n=null_per_n, title=name, min_n=entry.get("min_n"))
+        client.log_artifacts(run_id, str(art))
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def _find_logged(client, exp_id: str, results_id: str) -> str | None:
+    runs = client.search_runs(
+        [exp_id], filter_string=f"tags.kind = 'suite' AND tags.`harness.results_id` = "
+                                f"'{results_id}' AND attributes.status = 'FINISHED'",
+        max_results=1, order_by=["attributes.start_time DESC"])
+    return runs[0].info.run_id if runs else None
+
+
+def log_results(results_dir: str | os.PathLike, tracking_uri: str = "sqlite:///mlflow.db",
+                experiment: str | None = None, force: bool = False) -> str:
+    """Log one results directory (one ``harness run``) to MLflow; returns the parent run id.
+
+    The tracking URI is always the one given here (relative sqlite paths resolved against the
+    working directory), never MLflow's environment default. ``experiment`` defaults to the suite
+    name. This process must be the only one writing to the store (see the module docstring).
+    Raises :class:`TrackingError` (results kept on disk) when the store cannot be written, and
+    :class:`~harness.errors.DataError` when the directory itself is not a valid results directory.
+    """
+    results_dir = Path(results_dir)
+    res = _load_results(results_dir)
+    uri = normalize_uri(tracking_uri)
+    experiment = experiment or res["suite_name"]
+    marker = _read_marker(results_dir)
+    if (marker and not force and marker.get("parent_run_id")
+            and normalize_uri(marker.get("tracking_uri", "")) == uri):
+        return marker["parent_run_id"]
+
+    results_id = _results_id(results_dir)
+    later = f"harness log {results_dir} --tracking-uri '{tracking_uri}'"
+    if experiment != res["suite_name"]:
+        later += f" --experiment '{experiment}'"
+    parent_id = None
+    client = None
+    try:
+        _preflight(uri)
+        client = _client(uri)
+        exp_id = _experiment_id(client, uri, experiment)
+        existing = None if force else _find_logged(client, exp_id, results_id)
+        if existing:
+            parent_id = existing
+        else:
+            stamp = res.get("started") or ""
+            run_name = f"{res['suite_name']} {stamp}".strip()
+            tags = {"kind": "suite", "suite": res["suite_name"],
+                    "harness_version": res.get("harness_version") or "",
+                    "harness.results_id": results_id,
+                    "results_dir": str(results_dir.resolve())}
+            if res.get("git_commit"):
+                tags["mlflow.source.git.commit"] = res["git_commit"]
+            parent = client.create_run(exp_id, run_name=run_name, tags=tags)
+            parent_id = parent.info.run_id
+            _log_batch(client, parent_id, params={
+                "n_mia": str(len(res["mia"])), "n_di": str(len(res["di"])),
+                "started": str(res.get("started")), "finished": str(res.get("finished"))})
+            with tempfile.TemporaryDirectory(prefix="harness-mlflow-") as tmp:
+                stage = Path(tmp)
+                suite_art = stage / "suite"
+                atomic.write_text(suite_art / "suite.yaml", res.get("suite_yaml") or "")
+                atomic.write_json(suite_art / "resolved_config.json",
+                                  res.get("resolved_config") or {})
+                atomic.write_text(suite_art / "plugins.txt", _requirements(res.get("plugins", [])))
+                atomic.write_json(suite_art / "plugins.json", res.get("plugins", []))
+                (suite_art / "results.json").write_bytes((results_dir / "results.json")
+                                                         .read_bytes())
+                client.log_artifacts(parent_id, str(suite_art))
+                for entry in res["mia"]:
+                    _log_mia(client, exp_id, parent_id, results_dir, entry, stage)
+                for entry in res["di"]:
+                    _log_di(client, exp_id, parent_id, entry, stage)
+            client.set_terminated(parent_id, "FINISHED")
+    except DataError:
+        _fail(client, parent_id)
+        raise
+    except Exception as exc:
+        _fail(client, parent_id)
+        if isinstance(exc, HarnessError) and not isinstance(exc, TrackingError):
+            detail = str(exc)
+        else:
+            detail = f"{type(exc).__name__}: {_first_line(exc)}"
+        raise TrackingError(
+            f"Could not log to MLflow at {tracking_uri}: {detail}\n"
+            f"The results are kept at {results_dir}; log them later with `{later}`.") from exc
+    except BaseException:  # KeyboardInterrupt: never leave a RUNNING parent behind
+        _fail(client, parent_id)
+        raise
+    atomic.write_json(results_dir / MARKER, {
+        "tracking_uri": uri, "experiment": experiment, "experiment_id": exp_id,
+        "parent_run_id": parent_id,
+        "logged_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+    return parent_id
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:500] if text else ""
+
+
+def _fail(client, parent_id: str | None) -> None:
+    if client is None or parent_id is None:
+        return
+    try:
+        client.set_terminated(parent_id, "FAILED")
+    except Exception:  # the store is what failed: nothing more to do, the message says so
+        pass

@@ -1,0 +1,89 @@
+"""`harness report`: paper-layout tables read back from MLflow runs logged by the log stage."""
+
+import csv
+import io
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.report import report
+from harness.tracking import log_results
+
+from test_tracking import make_results_dir
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """demo: an older run (every cell) and a newer one (the pia cell re-run with a new AUC, and a
+    second data set); multi: one run; other: logged last (the default experiment)."""
+    tmp = tmp_path_factory.mktemp("report")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    log_results(make_results_dir(tmp / "old"), tracking_uri=uri)
+    log_results(make_results_dir(tmp / "new", cells=[
+        ("diffusion-canary", "folk", "pia", 0.80, 0.125),
+        ("diffusion-canary", "clips", "pia", 0.55, 0.0)], di=[]), tracking_uri=uri)
+    log_results(make_results_dir(tmp / "other", suite="other", cells=[
+        ("m", "d", "loss", 0.5, 0.01)], di=[]), tracking_uri=uri)
+    return uri
+
+
+def test_markdown_latest_run(store):
+    md = report(store, "demo")
+    # the newest suite run only: two data sets, so columns say which
+    assert "| Attack | diffusion-canary (folk) | diffusion-canary (clips) |" in md
+    assert "| pia | 80.00 ± 2.00 | 55.00 ± 2.00 |" in md
+    assert "| pia | 12.50 ± 1.00 | 0.00 ± 1.00 |" in md
+    assert "TPR@1%FPR" in md
+    assert "loss" not in md and "Table 3" not in md  # not in that run
+
+
+def test_markdown_all_runs_newest_per_cell(store):
+    md = report(store, "demo", run="all")
+    assert "| Attack | diffusion-canary (folk) | ar-canary (folk) | diffusion-canary (clips) |" in md
+    # pia/folk comes from the newer run, loss cells from the older one, missing cells are dashes
+    assert "| pia | 80.00 ± 2.00 | – | 55.00 ± 2.00 |" in md
+    assert "| loss | 66.00 ± 2.00 | 52.00 ± 2.00 | – |" in md
+    assert "| loss | 3.00 ± 1.00 | 1.10 ± 1.00 | – |" in md
+    # DI: min n, or "> largest n tried" when never rejected, and the null control's FPR
+    assert "| diffusion-canary | folk | cdi | 20 | 0.01 | 0.008 (≤ 0.020) |" in md
+    assert "| ar-canary | folk | cdi | > 100 | 0.01 | 0.008 (≤ 0.020) |" in md
+
+
+def test_csv(store):
+    rows = list(csv.DictReader(io.StringIO(report(store, "demo", fmt="csv", run="all"))))
+    mia = {(r["model"], r["data"], r["attack"]): r for r in rows if r["kind"] == "mia"}
+    assert set(mia) == {("diffusion-canary", "folk", "pia"), ("diffusion-canary", "folk", "loss"),
+                        ("ar-canary", "folk", "loss"), ("diffusion-canary", "clips", "pia")}
+    r = mia[("diffusion-canary", "folk", "pia")]
+    assert float(r["auc"]) == 0.80 and float(r["tpr_at_fpr"]) == 0.125
+    assert float(r["target_fpr"]) == 0.01 and r["selected_feature"] == "min-k:k=0.2%"
+    di = {r["model"]: r for r in rows if r["kind"] == "di"}
+    assert di["diffusion-canary"]["min_n"] == "20" and di["ar-canary"]["min_n"] == ""
+    assert di["ar-canary"]["max_n"] == "100" and float(di["ar-canary"]["null_fpr"]) == 0.008
+
+
+def test_default_experiment_is_the_latest(store):
+    md = report(store)
+    assert "experiment 'other'" in md and "| loss | 50.00 ± 2.00 |" in md
+
+
+def test_specific_parent_run(store):
+    import mlflow
+
+    mlflow.set_tracking_uri(store)
+    parents = mlflow.search_runs(experiment_names=["demo"], filter_string="tags.kind = 'suite'",
+                                 order_by=["attributes.start_time ASC"], output_format="list")
+    md = report(store, "demo", run=parents[0].info.run_id)
+    assert "| pia | 71.00 ± 2.00 |" in md and "| loss | 66.00 ± 2.00 | 52.00 ± 2.00 |" in md
+
+
+def test_unknown_experiment(store):
+    with pytest.raises(HarnessError, match=r"Unknown experiment 'dem'\. Did you mean 'demo'\? "
+                                           r"Available: Default, demo, other"):
+        report(store, "dem")
+
+
+def test_missing_database_is_not_created(tmp_path):
+    with pytest.raises(HarnessError, match="No MLflow database"):
+        report(f"sqlite:///{tmp_path}/mlflow.db")
+    assert not (tmp_path / "mlflow.db").exists()
