@@ -246,6 +246,5 @@ def report(tracking_uri: str = "sqlite:///mlflow.db", experiment: str | None = N
     ids = [exp.experiment_id]
     mia = _mia_rows(_search(client, ids, f"tags.kind = 'mia' AND {scope}"))
     di = _di_rows(_search(client, ids, f"tags.kind = 'di' AND {scope}"))
-    if fmt == "csv":
-        return _csv(mia + di)
-    return _markdown(mia, di, source)
+    # no trailing newline: the CLI's echo adds one
+    return (_csv(mia + di) if fmt == "csv" else _markdown(mia, di, source)).rstrip("\n")

@@ -330,7 +330,8 @@ def _scores_csv(path: Path, scores: dict) -> None:
         vals = scores[f"{prefix}_scores"]
         feats = scores.get(f"{prefix}_features") if names else None
         for i in range(len(ids)):
-            row = [ids[i].item() if hasattr(ids[i], "item") else ids[i], label, repr(float(vals[i]))]
+            sample_id = ids[i].item() if hasattr(ids[i], "item") else ids[i]
+            row = [sample_id, label, repr(float(vals[i]))]
             if feats is not None:
                 row += [repr(float(x)) for x in feats[i]]
             w.writerow(row)
@@ -369,6 +370,8 @@ def _log_mia(client, exp_id: str, parent_id: str, results_dir: Path, entry: dict
     run_id = run.info.run_id
     try:
         params = {k: str(entry.get(k)) for k in ("n_members", "n_nonmembers", "target_fpr")}
+        if entry.get("selection") is not None:  # how selected_feature was chosen
+            params["selection"] = _param_value(entry["selection"])
         for k, v in flatten_params(entry.get("params") or {}).items():
             params[k if k not in params else f"attack.{k}"] = v
         metrics = [(k, _num(entry.get(src)), 0) for k, src in (
@@ -396,7 +399,7 @@ def _log_mia(client, exp_id: str, parent_id: str, results_dir: Path, entry: dict
             _scores_csv(art / "scores.csv", scores)
         client.log_artifacts(run_id, str(art))
     except BaseException:
-        client.set_terminated(run_id, "FAILED")
+        _fail(client, run_id)
         raise
     client.set_terminated(run_id, "FINISHED")
     return run_id
@@ -439,7 +442,7 @@ def _log_di(client, exp_id: str, parent_id: str, entry: dict, stage: Path) -> st
                         null_per_n=null_per_n, title=name, min_n=entry.get("min_n"))
         client.log_artifacts(run_id, str(art))
     except BaseException:
-        client.set_terminated(run_id, "FAILED")
+        _fail(client, run_id)
         raise
     client.set_terminated(run_id, "FINISHED")
     return run_id
@@ -457,6 +460,11 @@ def log_results(results_dir: str | os.PathLike, tracking_uri: str = "sqlite:///m
                 experiment: str | None = None, force: bool = False) -> str:
     """Log one results directory (one ``harness run``) to MLflow; returns the parent run id.
 
+    Does nothing (returns the recorded run id) when ``mlflow.json`` says the directory is already
+    in this store and experiment, or when the store already holds a finished parent run with the
+    same ``results.json`` content; ``force=True`` logs another copy (e.g. after deleting the
+    database).
+
     The tracking URI is always the one given here (relative sqlite paths resolved against the
     working directory), never MLflow's environment default. ``experiment`` defaults to the suite
     name. This process must be the only one writing to the store (see the module docstring).
@@ -469,7 +477,8 @@ def log_results(results_dir: str | os.PathLike, tracking_uri: str = "sqlite:///m
     experiment = experiment or res["suite_name"]
     marker = _read_marker(results_dir)
     if (marker and not force and marker.get("parent_run_id")
-            and normalize_uri(marker.get("tracking_uri", "")) == uri):
+            and normalize_uri(marker.get("tracking_uri", "")) == uri
+            and marker.get("experiment") == experiment):
         return marker["parent_run_id"]
 
     results_id = _results_id(results_dir)
@@ -491,7 +500,12 @@ def log_results(results_dir: str | os.PathLike, tracking_uri: str = "sqlite:///m
             tags = {"kind": "suite", "suite": res["suite_name"],
                     "harness_version": res.get("harness_version") or "",
                     "harness.results_id": results_id,
-                    "results_dir": str(results_dir.resolve())}
+                    "results_dir": str(results_dir.resolve()),
+                    "mlflow.note.content": (
+                        f"Suite '{res['suite_name']}' run by audio-mia-harness "
+                        f"{res.get('harness_version')}, started {res.get('started')}. Results "
+                        f"directory: {results_dir.resolve()}. Child runs: one per MIA cell "
+                        "(kind=mia) and per dataset-inference result (kind=di).")}
             if res.get("git_commit"):
                 tags["mlflow.source.git.commit"] = res["git_commit"]
             parent = client.create_run(exp_id, run_name=run_name, tags=tags)
@@ -542,10 +556,11 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:500] if text else ""
 
 
-def _fail(client, parent_id: str | None) -> None:
-    if client is None or parent_id is None:
+def _fail(client, run_id: str | None) -> None:
+    """End a run as FAILED so that it never shows as RUNNING (nor in ``harness report``)."""
+    if client is None or run_id is None:
         return
     try:
-        client.set_terminated(parent_id, "FAILED")
+        client.set_terminated(run_id, "FAILED")
     except Exception:  # the store is what failed: nothing more to do, the message says so
         pass

@@ -39,7 +39,8 @@ def test_markdown_latest_run(store):
 
 def test_markdown_all_runs_newest_per_cell(store):
     md = report(store, "demo", run="all")
-    assert "| Attack | diffusion-canary (folk) | ar-canary (folk) | diffusion-canary (clips) |" in md
+    assert ("| Attack | diffusion-canary (folk) | ar-canary (folk) | diffusion-canary (clips) |"
+            in md)
     # pia/folk comes from the newer run, loss cells from the older one, missing cells are dashes
     assert "| pia | 80.00 ± 2.00 | – | 55.00 ± 2.00 |" in md
     assert "| loss | 66.00 ± 2.00 | 52.00 ± 2.00 | – |" in md

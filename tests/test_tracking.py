@@ -197,6 +197,9 @@ def test_logging_twice_does_not_duplicate(tmp_path, store):
     assert log_results(d, tracking_uri=uri) == first
     assert len(search(uri, "twice", "tags.kind = 'suite'")) == 1
     assert len(search(uri, "twice", "tags.kind = 'mia'")) == 3
+    # another experiment in the same store is not a duplicate
+    other = log_results(d, tracking_uri=uri, experiment="twice-copy")
+    assert other != first and len(search(uri, "twice-copy", "tags.kind = 'suite'")) == 1
     # force logs a new copy
     again = log_results(d, tracking_uri=uri, force=True)
     assert again != first and len(search(uri, "twice", "tags.kind = 'suite'")) == 2
