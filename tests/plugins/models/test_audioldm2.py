@@ -1,0 +1,158 @@
+"""AudioLDM2 plugin on a tiny pipeline folder in the diffusers format (model_index.json +
+component subfolders), with a GPT2Model language model as in the released cvssp/audioldm2."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from harness.contracts import CONDITION, LATENTS, NULL_CONDITION, BatchContext
+from harness.errors import ConfigError, ModelLoadError
+from plugins.models._audioldm2_impl import AudioLDM2
+
+from conftest import CAPTIONS, SCALE_AUDIOLDM2, samples_for, write_tiny_audioldm2
+
+ALL = {LATENTS, CONDITION, NULL_CONDITION}
+
+
+@pytest.fixture(scope="module")
+def model(tiny_audioldm2_dir):
+    return AudioLDM2(checkpoint=str(tiny_audioldm2_dir))
+
+
+def test_provide_shapes_and_determinism(model, tiny_audio_files):
+    samples = samples_for(tiny_audio_files)
+    out = model.provide(samples, ALL, BatchContext(model, samples, seed=0))
+    z = out[LATENTS]
+    assert z.shape == (3, 8, 256, 16) and z.dtype == torch.float32
+    cond, null = out[CONDITION], out[NULL_CONDITION]
+    assert set(cond) == set(null) == {"encoder_hidden_states", "encoder_hidden_states_1",
+                                      "encoder_attention_mask_1"}
+    assert cond["encoder_hidden_states"].shape == (3, 8, 16)
+    assert cond["encoder_hidden_states_1"].shape[0] == 3
+    assert cond["encoder_hidden_states_1"].shape[2] == 32
+    for k in cond:
+        assert null[k].shape == cond[k].shape
+    # trained null: zeros for the GPT-2 stream, T5("") = one token (</s>) unmasked
+    assert torch.all(null["encoder_hidden_states"] == 0)
+    assert null["encoder_attention_mask_1"].sum(1).tolist() == [1, 1, 1]
+    assert not torch.equal(cond["encoder_hidden_states"], null["encoder_hidden_states"])
+    # latents: posterior mean × scaling factor, identical on a second pass and batch-invariant
+    again = model.provide(samples[1:2], {LATENTS, CONDITION}, BatchContext(model, samples[1:2], 5))
+    torch.testing.assert_close(again[LATENTS][0], z[1], atol=1e-4, rtol=1e-4)
+    same = model.provide(samples, {LATENTS}, BatchContext(model, samples, seed=9))[LATENTS]
+    assert torch.equal(same, z)
+    torch.testing.assert_close(again[CONDITION]["encoder_hidden_states"][0],
+                               cond["encoder_hidden_states"][1], atol=1e-5, rtol=1e-5)
+    from plugins.models import _audio
+
+    mel = _audio.mel_for("audioldm2", tiny_audio_files[0])[:, None]
+    with torch.no_grad():
+        ref = model.m["vae"].encode(mel).latent_dist.mean * SCALE_AUDIOLDM2
+    torch.testing.assert_close(z[:1], ref)
+
+
+def test_condition_matches_diffusers_encode_prompt(model, tiny_audioldm2_dir):
+    """Our GPT-2 loop equals the pipeline's generate_language_model, run with the documented
+    workaround (the same weights loaded as GPT2LMHeadModel)."""
+    from diffusers import AudioLDM2Pipeline
+    from transformers import GPT2LMHeadModel
+
+    lm = GPT2LMHeadModel.from_pretrained(tiny_audioldm2_dir / "language_model")
+    pipe = AudioLDM2Pipeline.from_pretrained(tiny_audioldm2_dir, language_model=lm)
+    prompt = CAPTIONS[1]
+    with torch.no_grad():
+        t5, mask, gen = pipe.encode_prompt(prompt, device="cpu", num_waveforms_per_prompt=1,
+                                           do_classifier_free_guidance=True)
+        ours = model.encode_text([prompt])
+    torch.testing.assert_close(ours["encoder_hidden_states"], gen[1:], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(ours["encoder_hidden_states_1"], t5[1:], atol=1e-5, rtol=1e-4)
+    assert torch.equal(ours["encoder_attention_mask_1"].cpu(), mask[1:])
+    diff = AudioLDM2(checkpoint=str(tiny_audioldm2_dir), null_condition="diffusers")
+    with torch.no_grad():
+        null = diff.null_condition(diff.encode_text([prompt]), 1)
+    torch.testing.assert_close(null["encoder_hidden_states"], gen[:1], atol=1e-5, rtol=1e-4)
+    n = int(mask[0].sum())
+    torch.testing.assert_close(null["encoder_hidden_states_1"][:, :n], t5[:1, :n], atol=1e-5,
+                               rtol=1e-4)
+
+
+def test_predict_noise_gradient_and_schedule(model, tiny_audio_files):
+    samples = samples_for(tiny_audio_files[:2])
+    ctx = BatchContext(model, samples, seed=0)
+    out = model.provide(samples, ALL, ctx)
+    z0 = out[LATENTS]
+    eps = ctx.randn(z0.shape[1:], "test")
+    t = torch.tensor([10, 900])
+    a = model.alphas_cumprod()
+    assert a.dtype == torch.float64 and a.shape == (1000,)
+    torch.testing.assert_close(a.float(), model.scheduler.alphas_cumprod, atol=1e-6, rtol=1e-5)
+    betas = torch.linspace(0.0015 ** 0.5, 0.0195 ** 0.5, 1000, dtype=torch.float64) ** 2
+    torch.testing.assert_close(a, torch.cumprod(1 - betas, 0), atol=1e-6, rtol=1e-6)
+    z_t = (a[t].sqrt().view(-1, 1, 1, 1) * z0 + (1 - a[t]).sqrt().view(-1, 1, 1, 1) * eps).float()
+    z_t.requires_grad_(True)
+    pred = model.predict_noise(z_t, t, out[CONDITION])
+    assert pred.shape == z_t.shape
+    pred.pow(2).sum().backward()
+    assert z_t.grad is not None and z_t.grad.abs().sum() > 0
+    with torch.no_grad():
+        p_null = model.predict_noise(z_t, t, out[NULL_CONDITION])
+        p_scalar = model.predict_noise(z_t[:1], 10, out[CONDITION] if False else
+                                       {k: v[:1] for k, v in out[CONDITION].items()})
+    assert not torch.allclose(pred, p_null)
+    torch.testing.assert_close(p_scalar, pred[:1].detach(), atol=2e-4, rtol=1e-3)
+
+
+def test_sampled_latents_are_seeded_per_sample(tiny_audioldm2_dir, tiny_audio_files):
+    m = AudioLDM2(checkpoint=str(tiny_audioldm2_dir), latent_sampling="sample")
+    samples = samples_for(tiny_audio_files)
+    z1 = m.provide(samples, {LATENTS}, BatchContext(m, samples, seed=3))[LATENTS]
+    z2 = m.provide(samples[2:], {LATENTS}, BatchContext(m, samples[2:], seed=3))[LATENTS]
+    z3 = m.provide(samples[2:], {LATENTS}, BatchContext(m, samples[2:], seed=4))[LATENTS]
+    torch.testing.assert_close(z1[2:], z2, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(z2, z3)
+
+
+def test_identity_hashes_configs_and_weight_sizes(tiny_audioldm2_dir, tmp_path):
+    a = AudioLDM2(checkpoint=str(tiny_audioldm2_dir)).identity()
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_audioldm2_dir, copy)
+    b = AudioLDM2(checkpoint=str(copy)).identity()
+    assert a["content_hash"] == b["content_hash"]
+    cfg = copy / "scheduler" / "scheduler_config.json"
+    data = json.loads(cfg.read_text())
+    data["beta_end"] = 0.02
+    cfg.write_text(json.dumps(data))
+    assert AudioLDM2(checkpoint=str(copy)).identity()["content_hash"] != a["content_hash"]
+    full = AudioLDM2(checkpoint=str(tiny_audioldm2_dir), hash_weights=True).identity()
+    assert full["content_hash"] != a["content_hash"] and full["hashed"] == "all bytes"
+
+
+def test_bad_params_and_missing_checkpoint(tiny_audioldm2_dir, tmp_path):
+    with pytest.raises(ConfigError, match="checkpont|Did you mean"):
+        AudioLDM2(checkpont=str(tiny_audioldm2_dir))
+    with pytest.raises(ConfigError, match="null_condition"):
+        AudioLDM2(checkpoint=str(tiny_audioldm2_dir), null_condition="zeros")
+    with pytest.raises(ConfigError, match="checkpoint"):
+        AudioLDM2()
+    with pytest.raises(ModelLoadError, match="model_index.json"):
+        AudioLDM2(checkpoint=str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match="model_index.json"):
+        AudioLDM2(checkpoint=str(tmp_path / "empty"))
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_audioldm2_dir, broken)
+    shutil.rmtree(broken / "unet")
+    with pytest.raises(ModelLoadError, match="unet"):
+        AudioLDM2(checkpoint=str(broken))
+
+
+@pytest.mark.slow
+def test_lm_head_checkpoint_loads_too(tmp_path, tiny_audio_files):
+    d = write_tiny_audioldm2(tmp_path / "lmhead", language_model_class="GPT2LMHeadModel")
+    m = AudioLDM2(checkpoint=str(d))
+    assert type(m.m["language_model"]).__name__ == "GPT2LMHeadModel"
+    samples = samples_for(tiny_audio_files[:1])
+    out = m.provide(samples, {CONDITION}, BatchContext(m, samples, 0))
+    assert out[CONDITION]["encoder_hidden_states"].shape == (1, 8, 16)
