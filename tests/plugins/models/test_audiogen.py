@@ -1,0 +1,249 @@
+"""The ``audiogen`` plugin on tiny checkpoints written in AudioGen's official format and loaded
+through ``AudioGen.get_pretrained(local_dir)``, offline (see audiocraft_fixtures)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audiocraft_fixtures import CARD, write_tiny_audiogen, write_tiny_t5
+
+COND = "token_stats/conditional"
+CONTRAST = "token_stats/contrast"
+SECONDS = 2.0
+T = 100  # 2 s at 50 frames/s
+VALID = T + (T - 1) + (T - 2) + (T - 3)  # delays [0, 1, 2, 3]
+
+
+@pytest.fixture(scope="session")
+def t5_dir(tmp_path_factory):
+    return write_tiny_t5(tmp_path_factory.mktemp("t5") / "t5-small")
+
+
+@pytest.fixture(scope="session")
+def ckpt_dir(tmp_path_factory, t5_dir):
+    return write_tiny_audiogen(tmp_path_factory.mktemp("audiogen") / "ckpt", t5_dir=t5_dir)
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ag-clips")
+    rng = np.random.default_rng(3)
+    out = []
+    for i, (sr, ch, sec) in enumerate([(16000, 1, 2.5), (44100, 2, 3.0), (22050, 1, 1.2)]):
+        n = int(sr * sec)
+        t = np.arange(n) / sr
+        x = 0.3 * np.sin(2 * np.pi * (220 * (i + 1)) * t) + 0.1 * rng.standard_normal(n)
+        x = np.stack([x * (c + 1) / ch for c in range(ch)], 1).astype(np.float32)
+        p = root / f"clip{i}.wav"
+        sf.write(p, x, sr)
+        out.append(str(p))
+    return out
+
+
+def _samples(paths, captions=("a dog barks twice", "rain on a tin roof, 4/4", "")):
+    from harness.contracts import Sample
+
+    return [Sample(id=f"s{i}", path=p, caption=captions[i % len(captions)])
+            for i, p in enumerate(paths)]
+
+
+@pytest.fixture(scope="session")
+def model(ckpt_dir, t5_dir):
+    from plugins.models._audiogen_impl import AudioGenModel
+
+    return AudioGenModel(checkpoint=str(ckpt_dir), t5=str(t5_dir), segment_seconds=SECONDS)
+
+
+def test_registers_as_autoregressive_model():
+    from plugins.models import audiogen
+
+    got = []
+    audiogen.register_models(lambda *a, **k: got.append((a, k)))
+    (name, factory), kw = got[0]
+    assert name == "audiogen" and factory.endswith("_audiogen_impl:AudioGenModel")
+    assert kw["family"] == "autoregressive"
+
+
+def test_loads_official_files_with_identical_weights(model, ckpt_dir):
+    import torch
+
+    ag = model.load()
+    assert type(ag).__name__ == "AudioGen"
+    for fname, module in (("state_dict.bin", ag.lm), ("compression_state_dict.bin",
+                                                        ag.compression_model)):
+        pkg = torch.load(ckpt_dir / fname, map_location="cpu")
+        assert set(pkg) == {"xp.cfg", "best_state", "version", "exported"}
+        assert isinstance(pkg["xp.cfg"], str)
+        mine = module.state_dict()
+        assert set(mine) == set(pkg["best_state"])
+        for k, v in pkg["best_state"].items():
+            assert torch.equal(mine[k], v), k
+    cond = ag.lm.condition_provider.conditioners["description"]
+    assert type(cond).__name__ == "T5Conditioner"
+    assert not ag.lm.training
+
+
+def test_stats_lengths_follow_the_delay_pattern(model, clips):
+    out = model.provide(_samples(clips), {COND, CONTRAST}, None)
+    assert set(out) == {COND, CONTRAST}
+    for name in (COND, CONTRAST):
+        assert [len(s) for s in out[name]] == [VALID] * 3
+        for s in out[name]:
+            assert np.all(np.isfinite(s.logprob)) and np.all(s.logprob <= 1e-9)
+            assert np.all(s.mean_sq_logprob >= s.mean_logprob ** 2 - 1e-6)
+            assert s.token_ids.min() >= 0 and s.token_ids.max() < CARD
+    only = model.provide(_samples(clips[:1]), {COND}, None)
+    assert set(only) == {COND}
+
+
+def test_conditional_and_contrast_differ(model, clips):
+    out = model.provide(_samples(clips[:2]), {COND, CONTRAST}, None)
+    for c, d in zip(out[COND], out[CONTRAST]):
+        np.testing.assert_array_equal(c.token_ids, d.token_ids)
+        assert np.abs(c.logprob - d.logprob).max() > 1e-3
+
+
+def test_empty_caption_is_the_null_condition(model, clips):
+    """T5 turns "" into the zeroed null condition, so the logit contrast is exactly uniform."""
+    out = model.provide(_samples(clips[2:3], captions=("",)), {CONTRAST}, None)
+    np.testing.assert_allclose(out[CONTRAST][0].logprob, -math.log(CARD), atol=1e-5)
+
+
+def test_batch_of_two_equals_two_batches_of_one(model, clips):
+    two = model.provide(_samples(clips[:2]), {COND, CONTRAST}, None)
+    for i in range(2):
+        one = model.provide(_samples(clips[:2])[i:i + 1], {COND, CONTRAST}, None)
+        for name in (COND, CONTRAST):
+            a, b = two[name][i], one[name][0]
+            np.testing.assert_array_equal(a.token_ids, b.token_ids)
+            for f in ("logprob", "max_other_logprob", "mean_logprob", "mean_sq_logprob"):
+                np.testing.assert_allclose(getattr(a, f), getattr(b, f), atol=2e-5, rtol=1e-5)
+
+
+def test_per_codebook_loss_equals_the_solver_cross_entropy(model, clips):
+    """mean -logprob of codebook k over its valid positions == F.cross_entropy on
+    compute_predictions' logits, as MusicGenSolver._compute_cross_entropy (batch of one)."""
+    import torch
+    import torch.nn.functional as F
+    from audiocraft.modules.conditioners import ConditioningAttributes
+
+    samples = _samples(clips[:1])
+    stats = model.provide(samples, {COND}, None)[COND][0]
+    lm = model.load().lm
+    codes = model.tokens(samples)
+    with torch.no_grad():
+        out = lm.compute_predictions(
+            codes, [ConditioningAttributes(text={"description": samples[0].caption})])
+    K = codes.shape[1]
+    # which codebook each time-major stat entry belongs to
+    valid = out.mask[0].permute(1, 0)                       # [T, K]
+    kidx = torch.arange(K)[None, :].expand_as(valid)[valid].numpy()
+    np.testing.assert_array_equal(stats.token_ids, codes[0].permute(1, 0)[valid].numpy())
+    for k in range(K):
+        m = out.mask[0, k]
+        ce = F.cross_entropy(out.logits[0, k][m], codes[0, k][m]).item()
+        assert abs(-stats.logprob[kidx == k].mean() - ce) < 1e-4
+        assert (kidx == k).sum() == T - k
+
+
+def test_audio_is_read_as_audiocraft_does(model, clips):
+    import torch
+    from audiocraft.data.audio import audio_read
+    from audiocraft.data.audio_utils import convert_audio
+
+    wav = model.read_audio(clips[1])                 # 44.1 kHz stereo, 3 s
+    assert wav.shape == (1, int(SECONDS * 16000))
+    ref, sr = audio_read(clips[1], 0.0, SECONDS)
+    ref = convert_audio(ref, sr, 16000, 1)
+    torch.testing.assert_close(wav, ref[..., :wav.shape[-1]])
+    short = model.read_audio(clips[2])              # 1.2 s -> zero-padded at the end
+    assert short.shape == (1, int(SECONDS * 16000))
+    assert torch.all(short[:, int(1.25 * 16000):] == 0)
+    assert short[:, :16000].abs().max() > 0.1
+
+
+def test_identity_hashes_content(ckpt_dir, t5_dir, tmp_path):
+    import shutil
+
+    import torch
+
+    from plugins.models._audiogen_impl import AudioGenModel
+
+    a = AudioGenModel(checkpoint=str(ckpt_dir), t5=str(t5_dir)).identity()
+    other = tmp_path / "copy"
+    shutil.copytree(ckpt_dir, other)
+    b = AudioGenModel(checkpoint=str(other), t5=str(t5_dir)).identity()
+    assert a["files"] == b["files"]
+    pkg = torch.load(other / "state_dict.bin")
+    k = next(iter(pkg["best_state"]))
+    pkg["best_state"][k] = pkg["best_state"][k] + 1
+    torch.save(pkg, other / "state_dict.bin")
+    c = AudioGenModel(checkpoint=str(other), t5=str(t5_dir)).identity()
+    assert c["files"]["state_dict.bin"] != b["files"]["state_dict.bin"]
+    assert c["files"]["compression_state_dict.bin"] == b["files"]["compression_state_dict.bin"]
+
+
+def test_lut_conditioned_checkpoint_loads_without_t5(tmp_path, clips):
+    from plugins.models._audiogen_impl import AudioGenModel
+
+    ck = write_tiny_audiogen(tmp_path / "lut", conditioner="lut", seed=1)
+    m = AudioGenModel(checkpoint=str(ck), segment_seconds=SECONDS)
+    out = m.provide(_samples(clips[:1]), {COND, CONTRAST}, None)
+    assert len(out[CONTRAST][0]) == VALID
+
+
+def test_bad_inputs_raise_named_errors(tmp_path, ckpt_dir, t5_dir, clips):
+    from harness.contracts import Sample
+    from harness.errors import ConfigError, DataError, ModelLoadError
+    from plugins.models._audiogen_impl import AudioGenModel
+
+    with pytest.raises(ConfigError, match="checkpoint"):
+        AudioGenModel()
+    with pytest.raises(ConfigError, match="dtype"):
+        AudioGenModel(checkpoint="x", dtype="int8")
+    with pytest.raises(ConfigError, match="contrast"):
+        AudioGenModel(checkpoint="x", contrast="ratio")
+    with pytest.raises(ConfigError, match="Did you mean"):
+        AudioGenModel(checkpoint="x", segment_second=3)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match="state_dict.bin"):
+        AudioGenModel(checkpoint=str(tmp_path / "empty")).load()
+    big_t5 = write_tiny_t5(tmp_path / "t5-wrong", d_model=64)
+    with pytest.raises(ModelLoadError, match="d_model"):
+        AudioGenModel(checkpoint=str(ckpt_dir), t5=str(big_t5)).load()
+    with pytest.raises(ModelLoadError, match="not a directory"):
+        AudioGenModel(checkpoint=str(ckpt_dir), t5=str(tmp_path / "nope")).load()
+    m = AudioGenModel(checkpoint=str(ckpt_dir), t5=str(t5_dir), segment_seconds=SECONDS)
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio")
+    with pytest.raises(DataError, match="bad.wav"):
+        m.provide([Sample("x", str(bad), "c")], {COND}, None)
+    with pytest.raises(ConfigError, match="cannot provide"):
+        m.provide(_samples(clips[:1]), {"latents"}, None)
+
+
+def test_padding_would_change_scores_so_captions_are_not_padded(model, clips):
+    """Why ``predictions`` groups by caption length: audiocraft batches captions padded to the
+    longest, and its cross-attention has no key mask, so the short caption's logits move."""
+    import torch
+    from audiocraft.modules.conditioners import ConditioningAttributes
+
+    samples = _samples(clips[:2], captions=("a dog", "rain on a tin roof, 4/4 time"))
+    codes = model.tokens(samples)
+    lm = model.load().lm
+    with torch.no_grad():
+        padded = lm.compute_predictions(
+            codes, [ConditioningAttributes(text={"description": s.caption}) for s in samples])
+        alone = lm.compute_predictions(
+            codes[:1], [ConditioningAttributes(text={"description": samples[0].caption})])
+    m = alone.mask[0]
+    assert (padded.logits[0][m] - alone.logits[0][m]).abs().max() > 1e-4
+    ours = model.provide(samples, {COND}, None)[COND][0]
+    lp = torch.log_softmax(alone.logits[0].permute(1, 0, 2), -1)   # [T, K, V]
+    tgt = codes[0].permute(1, 0)
+    want = lp.gather(-1, tgt[..., None])[..., 0][m.permute(1, 0)].numpy()
+    np.testing.assert_allclose(ours.logprob, want, atol=2e-5)
