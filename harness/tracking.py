@@ -487,6 +487,7 @@ def log_results(results_dir: str | os.PathLike, tracking_uri: str = "sqlite:///m
         later += f" --experiment '{experiment}'"
     parent_id = None
     client = None
+    quiet = _quiet_urls()
     try:
         _preflight(uri)
         client = _client(uri)
@@ -544,11 +545,24 @@ def log_results(results_dir: str | os.PathLike, tracking_uri: str = "sqlite:///m
     except BaseException:  # KeyboardInterrupt: never leave a RUNNING parent behind
         _fail(client, parent_id)
         raise
+    finally:
+        quiet()
     atomic.write_json(results_dir / MARKER, {
         "tracking_uri": uri, "experiment": experiment, "experiment_id": exp_id,
         "parent_run_id": parent_id,
         "logged_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
     return parent_id
+
+
+def _quiet_urls():
+    """MLflow prints "View run ... at <url>" to stdout for every run it ends on a tracking server:
+    one line per cell would bury the console summary of ``harness run``. Silenced while logging
+    (unless the user set the variable); returns the function that restores the environment."""
+    key = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
+    if key in os.environ:
+        return lambda: None
+    os.environ[key] = "true"
+    return lambda: os.environ.pop(key, None)
 
 
 def _first_line(exc: BaseException) -> str:
