@@ -127,11 +127,13 @@ def _load_problems() -> list[str]:
 @click.option("--tracking-uri", default="sqlite:///mlflow.db", show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["md", "csv"]), default="md", show_default=True)
 @click.option("--all-runs", is_flag=True, help="Use every suite run, newest result per cell.")
-def report(experiment, tracking_uri, fmt, all_runs):
+@click.option("--run", "run_id", default=None, help="A specific parent (suite) run id.")
+def report(experiment, tracking_uri, fmt, all_runs, run_id):
     """Paper-style tables (attacks × models, AUC and TPR@1%FPR ± std; DI minimum n) from MLflow."""
     from .report import report as make_report
 
-    click.echo(make_report(tracking_uri, experiment, fmt=fmt, run="all" if all_runs else None))
+    click.echo(make_report(tracking_uri, experiment, fmt=fmt,
+                           run="all" if all_runs else run_id))
 
 
 @cli.command("log")
@@ -149,6 +151,9 @@ def log_cmd(results_dirs, pending_root, tracking_uri, experiment, force):
     if pending_root:
         dirs += [str(p) for p in pending(pending_root)]
     if not dirs:
+        if pending_root:
+            click.echo(f"nothing to log: every results directory under {pending_root} is logged")
+            return
         raise click.UsageError("give results directories or --pending ROOT")
     for d in dirs:
         run_id = log_results(d, tracking_uri=tracking_uri, experiment=experiment, force=force)
