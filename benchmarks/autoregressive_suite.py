@@ -1,0 +1,129 @@
+"""Overhead of the autoregressive attack suite over the model's bare forward passes.
+
+On the autoregressive canary (trained first if not cached), for the same batches of members and
+non-members:
+
+* ``suite``: what a cell of the runner pays for all seven IAR attacks — the model's ``provide``
+  for ``token_stats/contrast`` (audio reading, EnCodec tokens, condition encoding, the
+  conditional + null ``compute_predictions`` calls, ``summarize``) plus every autoregressive
+  attack's ``extract`` on one shared ``BatchContext``.
+* ``bare``: ``lm.compute_predictions`` only, conditional and null rows in one call per batch, on
+  tokens computed beforehand (audiocraft's own batching: captions padded to the batch's longest).
+
+Printed: both times, their ratio (target <= 1.15), and a breakdown (tokens, the plugin's forward
+calls, which run one call per caption token length because audiocraft's cross-attention has no
+padding mask, summarize + attacks), so a ratio above target says where the time goes.
+
+Usage: ``python benchmarks/autoregressive_suite.py [--members 16] [--batch 8] [--repeats 3]
+[--params '{"steps": 600}']`` (HARNESS_CACHE_DIR chooses where the canary is cached).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _attacks():
+    """Every registered autoregressive attack (plugins.attacks.autoregressive), defaults."""
+    from importlib import import_module
+
+    try:
+        reg = import_module("plugins.attacks.autoregressive")
+    except ImportError:
+        return None
+    impl = import_module(reg._IMPL)
+    return {name: getattr(impl, cls)() for name, (cls, _) in reg.ATTACKS.items()}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--members", type=int, default=16, help="members and non-members each")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=3, help="best of N timings")
+    ap.add_argument("--params", default="{}", help="canary params as JSON")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from harness.contracts import TOKEN_STATS_CONTRAST, BatchContext
+    from harness.datasets import resolve
+    from plugins.models._autoregressive_canary_impl import AutoregressiveCanary
+
+    torch.set_num_threads(args.threads)
+    params = json.loads(args.params)
+    model = AutoregressiveCanary(**params)
+    t = time.perf_counter()
+    model.checkpoint_dir()
+    print(f"canary ready in {time.perf_counter() - t:.1f} s: {model.checkpoint_dir()}")
+    td = model.params["train_data"]
+    samples = (resolve(td)[:args.members]
+               + resolve({**td, "split": "nonmembers"})[:args.members])
+    batches = [samples[i:i + args.batch] for i in range(0, len(samples), args.batch)]
+    attacks = _attacks()
+    if attacks is None:
+        print("autoregressive attack plugins not found: timing provide() only")
+        attacks = {}
+    needs = {TOKEN_STATS_CONTRAST}
+    lm = model.load().lm
+    codes = [model.tokens(b) for b in batches]
+    attrs = [model.condition_attributes([s.caption for s in b])
+             + model.condition_attributes([None] * len(b)) for b in batches]
+
+    def suite():
+        for b in batches:
+            out = model.provide(b, needs, None)
+            ctx = BatchContext(model, b, 0, out)
+            for a in attacks.values():
+                a.extract(ctx)
+
+    def bare():
+        with torch.no_grad():
+            for c, a in zip(codes, attrs):
+                lm.compute_predictions(torch.cat([c, c]), a)
+
+    def tokens_only():
+        for b in batches:
+            model.tokens(b)
+
+    def plugin_forwards():
+        for c, b in zip(codes, batches):
+            for _ in model.predictions(c, [s.caption for s in b], True):
+                pass
+
+    def best(fn):
+        fn()  # warm-up
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    t_bare = best(bare)
+    t_suite = best(suite)
+    t_tok = best(tokens_only)
+    t_fwd = best(plugin_forwards)
+    res = {"samples": len(samples), "batch": args.batch, "attacks": sorted(attacks),
+           "suite_s": t_suite, "bare_s": t_bare, "ratio": t_suite / t_bare,
+           "breakdown_s": {"tokens (audio read + EnCodec)": t_tok,
+                           "plugin forwards (cond encoding + grouped compute_predictions)": t_fwd,
+                           "summarize + attacks + rest": t_suite - t_tok - t_fwd}}
+    print(f"suite (provide + {len(attacks)} attacks): {t_suite:.3f} s")
+    print(f"bare compute_predictions (cond + null): {t_bare:.3f} s")
+    print(f"ratio: {t_suite / t_bare:.2f}  (target <= 1.15)")
+    for k, v in res["breakdown_s"].items():
+        print(f"  {k}: {v:.3f} s")
+    return res
+
+
+if __name__ == "__main__":
+    main()
