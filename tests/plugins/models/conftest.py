@@ -7,6 +7,7 @@ same code path a user's real checkpoint takes.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -386,22 +387,29 @@ def OriginalAutoencoder(ddconfig, embed_dim):
     return _make_reference_classes()(ddconfig, embed_dim)
 
 
-def original_stft_state():
-    """TacotronSTFT buffers as TANGO stores them: the windowed real/imag DFT basis, its scaled
-    pseudo-inverse, and librosa's slaney mel filterbank."""
+@functools.lru_cache(maxsize=1)
+def _original_stft_arrays():
     import librosa
-    import torch
     from scipy.signal import get_window
 
     n, hop = 1024, 160
     fourier = np.fft.fft(np.eye(n))[: n // 2 + 1]
     basis = np.vstack([np.real(fourier), np.imag(fourier)])
     window = get_window("hann", n, fftbins=True)
-    forward = torch.tensor(basis[:, None, :] * window, dtype=torch.float32)
-    inverse = torch.tensor(np.linalg.pinv(n / hop * basis).T[:, None, :] * window,
-                           dtype=torch.float32)
+    forward = basis[:, None, :] * window
+    inverse = np.linalg.pinv(n / hop * basis).T[:, None, :] * window  # ~3 s: computed once
     mel = librosa.filters.mel(sr=16000, n_fft=n, n_mels=64, fmin=0, fmax=8000)
-    return {"stft_fn.forward_basis": forward, "stft_fn.inverse_basis": inverse,
+    return forward, inverse, mel
+
+
+def original_stft_state():
+    """TacotronSTFT buffers as TANGO stores them: the windowed real/imag DFT basis, its scaled
+    pseudo-inverse, and librosa's slaney mel filterbank."""
+    import torch
+
+    forward, inverse, mel = _original_stft_arrays()
+    return {"stft_fn.forward_basis": torch.tensor(forward, dtype=torch.float32),
+            "stft_fn.inverse_basis": torch.tensor(inverse, dtype=torch.float32),
             "mel_basis": torch.tensor(mel, dtype=torch.float32)}
 
 

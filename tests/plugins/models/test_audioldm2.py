@@ -50,7 +50,7 @@ def test_provide_shapes_and_determinism(model, tiny_audio_files):
     mel = _audio.mel_for("audioldm2", tiny_audio_files[0])[:, None]
     with torch.no_grad():
         ref = model.m["vae"].encode(mel).latent_dist.mean * SCALE_AUDIOLDM2
-    torch.testing.assert_close(z[:1], ref)
+    torch.testing.assert_close(z[:1], ref, atol=2e-4, rtol=1e-3)
 
 
 def test_condition_matches_diffusers_encode_prompt(model, tiny_audioldm2_dir):
@@ -82,7 +82,7 @@ def test_predict_noise_gradient_and_schedule(model, tiny_audio_files):
     samples = samples_for(tiny_audio_files[:2])
     ctx = BatchContext(model, samples, seed=0)
     out = model.provide(samples, ALL, ctx)
-    z0 = out[LATENTS]
+    z0 = out[LATENTS][..., :64, :]  # a crop keeps the test fast; the UNet is size-agnostic
     eps = ctx.randn(z0.shape[1:], "test")
     t = torch.tensor([10, 900])
     a = model.alphas_cumprod()
@@ -96,21 +96,20 @@ def test_predict_noise_gradient_and_schedule(model, tiny_audio_files):
     assert pred.shape == z_t.shape
     pred.pow(2).sum().backward()
     assert z_t.grad is not None and z_t.grad.abs().sum() > 0
-    with torch.no_grad():
-        p_null = model.predict_noise(z_t, t, out[NULL_CONDITION])
-        p_scalar = model.predict_noise(z_t[:1], 10, out[CONDITION] if False else
-                                       {k: v[:1] for k, v in out[CONDITION].items()})
-    assert not torch.allclose(pred, p_null)
-    torch.testing.assert_close(p_scalar, pred[:1].detach(), atol=2e-4, rtol=1e-3)
+    with torch.no_grad():  # ε-prediction: the UNet output is returned as it is
+        raw = model.m["unet"](z_t, t, **out[CONDITION]).sample
+        torch.testing.assert_close(pred.detach(), raw)
+        p_null = model.predict_noise(z_t[:1], 10, {k: v[:1] for k, v in out[NULL_CONDITION].items()})
+    assert not torch.allclose(pred[:1].detach(), p_null)
 
 
 def test_sampled_latents_are_seeded_per_sample(tiny_audioldm2_dir, tiny_audio_files):
     m = AudioLDM2(checkpoint=str(tiny_audioldm2_dir), latent_sampling="sample")
-    samples = samples_for(tiny_audio_files)
+    samples = samples_for(tiny_audio_files[:2])
     z1 = m.provide(samples, {LATENTS}, BatchContext(m, samples, seed=3))[LATENTS]
-    z2 = m.provide(samples[2:], {LATENTS}, BatchContext(m, samples[2:], seed=3))[LATENTS]
-    z3 = m.provide(samples[2:], {LATENTS}, BatchContext(m, samples[2:], seed=4))[LATENTS]
-    torch.testing.assert_close(z1[2:], z2, atol=1e-4, rtol=1e-4)
+    z2 = m.provide(samples[1:], {LATENTS}, BatchContext(m, samples[1:], seed=3))[LATENTS]
+    z3 = m.provide(samples[1:], {LATENTS}, BatchContext(m, samples[1:], seed=4))[LATENTS]
+    torch.testing.assert_close(z1[1:], z2, atol=1e-4, rtol=1e-4)
     assert not torch.allclose(z2, z3)
 
 
@@ -156,3 +155,10 @@ def test_lm_head_checkpoint_loads_too(tmp_path, tiny_audio_files):
     samples = samples_for(tiny_audio_files[:1])
     out = m.provide(samples, {CONDITION}, BatchContext(m, samples, 0))
     assert out[CONDITION]["encoder_hidden_states"].shape == (1, 8, 16)
+
+
+def test_registered_through_the_entry_point():
+    from harness import plugins
+
+    info = plugins.get("model", "audioldm2")
+    assert info.family == "diffusion" and info.load() is AudioLDM2

@@ -77,7 +77,7 @@ def test_v_prediction_converted_to_epsilon(model, tiny_audio_files):
     a = model.alphas_cumprod()
     betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
     torch.testing.assert_close(a, torch.cumprod(1 - betas, 0), atol=1e-6, rtol=1e-6)
-    z0 = out[LATENTS]
+    z0 = out[LATENTS][..., :64, :]  # a crop keeps the test fast; the UNet is size-agnostic
     t = torch.tensor([100, 700])
     eps = ctx.randn(z0.shape[1:], "test")
     s = a[t].float().view(-1, 1, 1, 1)
@@ -187,3 +187,10 @@ def test_fresh_fixture_writes_and_loads(tmp_path, tiny_audio_files):
     out = m.provide(s, ALL, BatchContext(m, s, 0))
     eps = m.predict_noise(out[LATENTS], torch.tensor([5]), out[CONDITION])
     assert eps.dtype == torch.float32 and torch.isfinite(eps).all()
+
+
+def test_registered_through_the_entry_point():
+    from harness import plugins
+
+    info = plugins.get("model", "tango")
+    assert info.family == "diffusion" and info.load() is Tango
