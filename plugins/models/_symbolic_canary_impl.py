@@ -203,7 +203,7 @@ class SymbolicCanary(FigaroModel):
             n = X.shape[0]
             order = torch.randperm(n, generator=g)
             cursor, losses = 0, []
-            t1 = time.time()
+            t1, c1 = time.time(), time.process_time()
             for step in range(p["steps"]):
                 if cursor + p["batch_size"] > n:
                     order, cursor = torch.randperm(n, generator=g), 0
@@ -218,7 +218,7 @@ class SymbolicCanary(FigaroModel):
                 opt.step()
                 sched.step()
                 losses.append(float(loss.detach()))
-            train_s = time.time() - t1
+            train_s, train_cpu_s = time.time() - t1, time.process_time() - c1
         finally:
             torch.set_num_threads(old_threads)
         model.eval()
@@ -229,7 +229,8 @@ class SymbolicCanary(FigaroModel):
                        tmp / CKPT_NAME)
             (tmp / "training.json").write_text(json.dumps({
                 "members": [s.id for s in samples], "skipped": skipped, "windows": n,
-                "prep_seconds": prep_s, "train_seconds": train_s,
+                "prep_seconds": prep_s, "train_seconds": train_s, "train_cpu_seconds": train_cpu_s,
+                "threads": p["threads"],
                 "loss_first": float(np.mean(losses[:10])), "loss_last": float(np.mean(losses[-10:])),
                 "params": {k: self.params[k] for k in TRAIN_PARAMS}, "code": CODE_VERSION,
             }, indent=2, default=str))
