@@ -15,7 +15,7 @@ from harness.cli import cli
 from toy_plugins import ToyModel, ToyPlugin
 
 
-def _suite_text(tmp_path, **over):
+def _suite_text(tmp_path):
     text = textwrap.dedent(f"""\
         name: toy-suite
         seed: 1
@@ -27,7 +27,7 @@ def _suite_text(tmp_path, **over):
         models:
           toy:
             plugin: toy-model
-            params: {{fail_after: {over.get("fail_after", "null")}}}
+            params: {{strength: 1.0}}
         data:
           clips:
             members: {{source: toy-data, split: in, params: {{root: {tmp_path}/data}}}}
@@ -87,9 +87,13 @@ def test_run_end_to_end(tmp_path, toy, monkeypatch):
 
 
 def test_resume_after_kill_gives_identical_numbers(tmp_path, toy):
-    killed = suite_mod.loads(_suite_text(tmp_path / "a", fail_after=3))
-    with pytest.raises(KeyboardInterrupt):
-        runner.run(killed, log=False, echo=lambda m: None)
+    killed = suite_mod.loads(_suite_text(tmp_path / "a"))
+    ToyModel.fail_after = 3
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner.run(killed, log=False, echo=lambda m: None)
+    finally:
+        ToyModel.fail_after = None
     ToyModel.calls = 0
     resumed = suite_mod.loads(_suite_text(tmp_path / "a"))
     out_a = runner.run(resumed, log=False, echo=lambda m: None)

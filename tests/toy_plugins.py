@@ -41,8 +41,9 @@ class ToyDataset(Dataset):
 
 
 class ToyModel(AutoregressiveModel):
-    defaults = {"fail_after": None, "strength": 1.0, "tokens": 64}
+    defaults = {"strength": 1.0, "tokens": 64}
     calls = 0  # provide() calls, across instances (tests reset it)
+    fail_after = None  # simulate a kill after this many calls (not a param: params key the cache)
 
     def identity(self):
         return {"toy": True, "strength": self.params["strength"]}
@@ -51,7 +52,7 @@ class ToyModel(AutoregressiveModel):
         import soundfile as sf
 
         type(self).calls += 1
-        if self.params["fail_after"] is not None and type(self).calls > self.params["fail_after"]:
+        if self.fail_after is not None and type(self).calls > self.fail_after:
             raise KeyboardInterrupt("simulated kill")
         out = {}
         stats = []
