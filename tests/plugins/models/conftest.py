@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 
 import numpy as np
 import pytest
@@ -418,12 +417,14 @@ def tiny_tango_dir(tmp_path_factory):
     return write_tiny_tango(tmp_path_factory.mktemp("tango") / "ckpt")
 
 
-@pytest.fixture(autouse=True)
-def _offline_hub(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-    yield
+@pytest.fixture(scope="session")
+def diffusion_ckpt():
+    """The helpers above, as a fixture: test modules must not ``import conftest`` (tests/ has a
+    conftest of its own on sys.path, so the name is ambiguous)."""
+    import types
 
-
-__all__ = ["write_tiny_audioldm2", "write_tiny_tango", "samples_for", "CAPTIONS",
-           "SCALE_AUDIOLDM2", "SCALE_TANGO", "os"]
+    return types.SimpleNamespace(
+        CAPTIONS=CAPTIONS, SCALE_AUDIOLDM2=SCALE_AUDIOLDM2, SCALE_TANGO=SCALE_TANGO,
+        samples_for=samples_for, write_tiny_audioldm2=write_tiny_audioldm2,
+        write_tiny_tango=write_tiny_tango, OriginalAutoencoder=OriginalAutoencoder,
+        tiny_tango_ddconfig=tiny_tango_ddconfig)

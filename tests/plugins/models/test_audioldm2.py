@@ -11,7 +11,6 @@ from harness.contracts import CONDITION, LATENTS, NULL_CONDITION, BatchContext
 from harness.errors import ConfigError, ModelLoadError
 from plugins.models._audioldm2_impl import AudioLDM2
 
-from conftest import CAPTIONS, SCALE_AUDIOLDM2, samples_for, write_tiny_audioldm2
 
 ALL = {LATENTS, CONDITION, NULL_CONDITION}
 
@@ -21,8 +20,9 @@ def model(tiny_audioldm2_dir):
     return AudioLDM2(checkpoint=str(tiny_audioldm2_dir))
 
 
-def test_provide_shapes_and_determinism(model, tiny_audio_files):
-    samples = samples_for(tiny_audio_files)
+def test_provide_shapes_and_determinism(model, tiny_audio_files, diffusion_ckpt):
+    H = diffusion_ckpt
+    samples = H.samples_for(tiny_audio_files)
     out = model.provide(samples, ALL, BatchContext(model, samples, seed=0))
     z = out[LATENTS]
     assert z.shape == (3, 8, 256, 16) and z.dtype == torch.float32
@@ -49,19 +49,20 @@ def test_provide_shapes_and_determinism(model, tiny_audio_files):
 
     mel = _audio.mel_for("audioldm2", tiny_audio_files[0])[:, None]
     with torch.no_grad():
-        ref = model.m["vae"].encode(mel).latent_dist.mean * SCALE_AUDIOLDM2
+        ref = model.m["vae"].encode(mel).latent_dist.mean * H.SCALE_AUDIOLDM2
     torch.testing.assert_close(z[:1], ref, atol=2e-4, rtol=1e-3)
 
 
-def test_condition_matches_diffusers_encode_prompt(model, tiny_audioldm2_dir):
+def test_condition_matches_diffusers_encode_prompt(model, tiny_audioldm2_dir, diffusion_ckpt):
     """Our GPT-2 loop equals the pipeline's generate_language_model, run with the documented
     workaround (the same weights loaded as GPT2LMHeadModel)."""
+    H = diffusion_ckpt
     from diffusers import AudioLDM2Pipeline
     from transformers import GPT2LMHeadModel
 
     lm = GPT2LMHeadModel.from_pretrained(tiny_audioldm2_dir / "language_model")
     pipe = AudioLDM2Pipeline.from_pretrained(tiny_audioldm2_dir, language_model=lm)
-    prompt = CAPTIONS[1]
+    prompt = H.CAPTIONS[1]
     with torch.no_grad():
         t5, mask, gen = pipe.encode_prompt(prompt, device="cpu", num_waveforms_per_prompt=1,
                                            do_classifier_free_guidance=True)
@@ -78,8 +79,9 @@ def test_condition_matches_diffusers_encode_prompt(model, tiny_audioldm2_dir):
                                rtol=1e-4)
 
 
-def test_predict_noise_gradient_and_schedule(model, tiny_audio_files):
-    samples = samples_for(tiny_audio_files[:2])
+def test_predict_noise_gradient_and_schedule(model, tiny_audio_files, diffusion_ckpt):
+    H = diffusion_ckpt
+    samples = H.samples_for(tiny_audio_files[:2])
     ctx = BatchContext(model, samples, seed=0)
     out = model.provide(samples, ALL, ctx)
     z0 = out[LATENTS][..., :64, :]  # a crop keeps the test fast; the UNet is size-agnostic
@@ -103,9 +105,11 @@ def test_predict_noise_gradient_and_schedule(model, tiny_audio_files):
     assert not torch.allclose(pred[:1].detach(), p_null)
 
 
-def test_sampled_latents_are_seeded_per_sample(tiny_audioldm2_dir, tiny_audio_files):
+def test_sampled_latents_are_seeded_per_sample(tiny_audioldm2_dir, tiny_audio_files,
+                                               diffusion_ckpt):
+    H = diffusion_ckpt
     m = AudioLDM2(checkpoint=str(tiny_audioldm2_dir), latent_sampling="sample")
-    samples = samples_for(tiny_audio_files[:2])
+    samples = H.samples_for(tiny_audio_files[:2])
     z1 = m.provide(samples, {LATENTS}, BatchContext(m, samples, seed=3))[LATENTS]
     z2 = m.provide(samples[1:], {LATENTS}, BatchContext(m, samples[1:], seed=3))[LATENTS]
     z3 = m.provide(samples[1:], {LATENTS}, BatchContext(m, samples[1:], seed=4))[LATENTS]
@@ -148,11 +152,12 @@ def test_bad_params_and_missing_checkpoint(tiny_audioldm2_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_lm_head_checkpoint_loads_too(tmp_path, tiny_audio_files):
-    d = write_tiny_audioldm2(tmp_path / "lmhead", language_model_class="GPT2LMHeadModel")
+def test_lm_head_checkpoint_loads_too(tmp_path, tiny_audio_files, diffusion_ckpt):
+    H = diffusion_ckpt
+    d = H.write_tiny_audioldm2(tmp_path / "lmhead", language_model_class="GPT2LMHeadModel")
     m = AudioLDM2(checkpoint=str(d))
     assert type(m.m["language_model"]).__name__ == "GPT2LMHeadModel"
-    samples = samples_for(tiny_audio_files[:1])
+    samples = H.samples_for(tiny_audio_files[:1])
     out = m.provide(samples, {CONDITION}, BatchContext(m, samples, 0))
     assert out[CONDITION]["encoder_hidden_states"].shape == (1, 8, 16)
 

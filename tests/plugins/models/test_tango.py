@@ -12,8 +12,6 @@ from harness.errors import ConfigError, ModelLoadError
 from plugins.models import _audio
 from plugins.models._tango_impl import Tango, map_vae_key
 
-from conftest import (SCALE_TANGO, OriginalAutoencoder, samples_for, tiny_tango_ddconfig,
-                      write_tiny_tango)
 
 ALL = {LATENTS, CONDITION, NULL_CONDITION}
 
@@ -27,9 +25,11 @@ def model(tiny_tango_dir):
     return make(tiny_tango_dir)
 
 
-def test_vae_mapping_reproduces_the_original_autoencoder(model, tiny_tango_dir, tiny_audio_files):
+def test_vae_mapping_reproduces_the_original_autoencoder(model, tiny_tango_dir, tiny_audio_files,
+                                                          diffusion_ckpt):
     """Same weights, original module tree vs mapped diffusers AutoencoderKL: same outputs."""
-    ref = OriginalAutoencoder(tiny_tango_ddconfig(), embed_dim=8)
+    H = diffusion_ckpt
+    ref = H.OriginalAutoencoder(H.tiny_tango_ddconfig(), embed_dim=8)
     state = torch.load(tiny_tango_dir / "pytorch_model_vae.bin", weights_only=True)
     ref.load_state_dict({k: v for k, v in state.items() if not k.startswith("vocoder.")})
     mel = _audio.mel_for("tango", tiny_audio_files[1], mel_basis=model.m["mel_basis"])[:, None]
@@ -44,14 +44,16 @@ def test_vae_mapping_reproduces_the_original_autoencoder(model, tiny_tango_dir, 
         torch.testing.assert_close(vae.decode(z).sample, ref.decode(z), atol=1e-4, rtol=1e-4)
 
 
-def test_provide_shapes_determinism_and_nulls(model, tiny_tango_dir, tiny_audio_files):
-    samples = samples_for(tiny_audio_files)
+def test_provide_shapes_determinism_and_nulls(model, tiny_tango_dir, tiny_audio_files,
+                                              diffusion_ckpt):
+    H = diffusion_ckpt
+    samples = H.samples_for(tiny_audio_files)
     out = model.provide(samples, ALL, BatchContext(model, samples, seed=0))
     z = out[LATENTS]
     assert z.shape == (3, 8, 256, 16) and z.dtype == torch.float32
     mel = _audio.mel_for("tango", tiny_audio_files[0], mel_basis=model.m["mel_basis"])[:, None]
     with torch.no_grad():
-        ref = model.m["vae"].encode(mel).latent_dist.mean * SCALE_TANGO
+        ref = model.m["vae"].encode(mel).latent_dist.mean * H.SCALE_TANGO
     torch.testing.assert_close(z[:1], ref, atol=1e-4, rtol=1e-4)
     assert torch.equal(model.provide(samples, {LATENTS}, BatchContext(model, samples, 1))[LATENTS], z)
     cond, null = out[CONDITION], out[NULL_CONDITION]
@@ -70,8 +72,9 @@ def test_provide_shapes_determinism_and_nulls(model, tiny_tango_dir, tiny_audio_
                        zn[CONDITION]["encoder_attention_mask"])
 
 
-def test_v_prediction_converted_to_epsilon(model, tiny_audio_files):
-    samples = samples_for(tiny_audio_files[:2])
+def test_v_prediction_converted_to_epsilon(model, tiny_audio_files, diffusion_ckpt):
+    H = diffusion_ckpt
+    samples = H.samples_for(tiny_audio_files[:2])
     ctx = BatchContext(model, samples, seed=0)
     out = model.provide(samples, ALL, ctx)
     a = model.alphas_cumprod()
@@ -180,10 +183,11 @@ def test_bad_params_and_missing_files(tiny_tango_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_fresh_fixture_writes_and_loads(tmp_path, tiny_audio_files):
-    d = write_tiny_tango(tmp_path / "t", seed=3)
+def test_fresh_fixture_writes_and_loads(tmp_path, tiny_audio_files, diffusion_ckpt):
+    H = diffusion_ckpt
+    d = H.write_tiny_tango(tmp_path / "t", seed=3)
     m = make(d, dtype="bfloat16")
-    s = samples_for(tiny_audio_files[:1])
+    s = H.samples_for(tiny_audio_files[:1])
     out = m.provide(s, ALL, BatchContext(m, s, 0))
     eps = m.predict_noise(out[LATENTS], torch.tensor([5]), out[CONDITION])
     assert eps.dtype == torch.float32 and torch.isfinite(eps).all()
