@@ -1,0 +1,174 @@
+"""MIA metrics: TPR at a fixed FPR (inclusive, ties never split), AUC with ties, subsampling
+spread, best-index and LR selection, orientation."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from harness.contracts import FeatureSpec
+from harness.errors import ConfigError
+from harness.metrics import (allowed_false_positives, auc, evaluate_features, roc_points,
+                             subsampled, tpr_at_fpr)
+
+
+def sklearn_tpr(member, nonmember, target):
+    y = np.r_[np.ones(len(member)), np.zeros(len(nonmember))]
+    fpr, tpr, _ = roc_curve(y, np.r_[member, nonmember], drop_intermediate=False)
+    return tpr[fpr <= target].max()
+
+
+def test_tpr_at_exactly_the_target_fpr():
+    # 100 non-members, target 1%: one false positive is allowed. Threshold just above the 2nd
+    # largest non-member (0.0): members 6, 5, 3 pass, so TPR = 3/5 (FPR = 1/100 exactly).
+    neg = np.r_[5.0, np.zeros(99)]
+    pos = np.array([6.0, 5.0, 3.0, 0.0, -1.0])
+    assert tpr_at_fpr(pos, neg, 0.01) == pytest.approx(0.6)
+    assert sklearn_tpr(pos, neg, 0.01) == pytest.approx(0.6)
+
+
+def test_ties_at_the_boundary_are_not_split():
+    # two non-members tied at 5: a threshold at 5 gives FPR 2%, so only scores above 5 count;
+    # the member tied with them at 5 does not
+    neg = np.r_[5.0, 5.0, np.zeros(98)]
+    pos = np.array([6.0, 5.0, 3.0, 0.0, -1.0])
+    assert tpr_at_fpr(pos, neg, 0.01) == pytest.approx(0.2)
+    assert tpr_at_fpr(pos, neg, 0.02) == pytest.approx(0.6)
+
+
+def test_k_zero_means_above_every_nonmember():
+    neg = np.linspace(0, 1, 50)  # 1% of 50 allows no false positive
+    pos = np.array([1.5, 1.0, 0.99, 2.0])
+    assert allowed_false_positives(0.01, 50) == 0
+    assert tpr_at_fpr(pos, neg, 0.01) == pytest.approx(0.5)
+
+
+def test_fpr_equal_to_target_counts_despite_float_rounding():
+    # floor(0.29 * 100) == 28 in floating point, but 29/100 <= 0.29
+    assert allowed_false_positives(0.29, 100) == 29
+    neg = np.arange(100.0)
+    pos = neg + 0.5
+    assert tpr_at_fpr(pos, neg, 0.29) == pytest.approx(sklearn_tpr(pos, neg, 0.29)) == 0.3
+
+
+def test_perfect_separation_and_full_budget():
+    assert tpr_at_fpr([3.0, 4.0], [1.0, 2.0], 0.01) == 1.0
+    assert auc([3.0, 4.0], [1.0, 2.0]) == 1.0
+    assert tpr_at_fpr([0.0, 0.0], [1.0, 2.0], 1.0) == 1.0
+
+
+def test_agrees_with_sklearn_on_random_tied_data():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        nm, nu = rng.integers(1, 120, size=2)
+        pos = rng.integers(0, 6, nm).astype(float) + rng.integers(0, 2)
+        neg = rng.integers(0, 6, nu).astype(float)
+        target = float(rng.choice([0.0, 0.01, 0.05, 0.1, 0.29, 0.5]))
+        assert tpr_at_fpr(pos, neg, target) == pytest.approx(sklearn_tpr(pos, neg, target))
+        y = np.r_[np.ones(nm), np.zeros(nu)]
+        assert auc(pos, neg) == pytest.approx(roc_auc_score(y, np.r_[pos, neg]))
+
+
+def test_auc_with_ties_counts_half():
+    assert auc([1.0], [1.0]) == 0.5
+    assert auc([2.0, 1.0], [1.0, 0.0]) == pytest.approx(0.875)
+
+
+def test_nan_scores_are_refused():
+    with pytest.raises(ValueError, match="NaN"):
+        tpr_at_fpr([np.nan, 1.0], [0.0, 1.0])
+
+
+def test_roc_points_keep_every_threshold():
+    fpr, tpr = roc_points([1.0, 1.0, 2.0], [1.0, 0.0, 0.0])
+    assert fpr[0] == 0 and fpr[-1] == 1 and tpr[-1] == 1
+    assert len(fpr) == 4  # (0,0) + one point per distinct score
+
+
+def test_subsampled_spread_is_positive_and_seeded():
+    rng = np.random.default_rng(1)
+    pos, neg = rng.normal(0.5, 1, 400), rng.normal(0, 1, 300)
+    a = subsampled(pos, neg, 0.05, n_subsamples=100, fraction=0.5, rng=7)
+    b = subsampled(pos, neg, 0.05, n_subsamples=100, fraction=0.5, rng=7)
+    c = subsampled(pos, neg, 0.05, n_subsamples=100, fraction=0.5, rng=8)
+    assert a == b and a != c
+    assert a["auc_std"] > 0 and a["tpr_std"] > 0
+    assert abs(a["auc"] - auc(pos, neg)) < 0.02
+    full = subsampled(pos, neg, 0.05, n_subsamples=3, fraction=1.0, rng=0)
+    assert full["auc_std"] == 0 and full["auc"] == pytest.approx(auc(pos, neg))
+
+
+def _features(rng, n=300):
+    return {
+        "noise": (rng.normal(0, 1, n), rng.normal(0, 1, n)),
+        "strong": (rng.normal(3, 1, n), rng.normal(0, 1, n)),
+        "medium": (rng.normal(1, 1, n), rng.normal(0, 1, n)),
+        # a loss: members LOWER
+        "loss": (rng.normal(-2, 1, n), rng.normal(0, 1, n)),
+    }
+
+
+def test_best_index_picks_highest_mean_tpr_and_records_it():
+    rng = np.random.default_rng(2)
+    feats = _features(rng)
+    specs = [FeatureSpec("noise", True), FeatureSpec("medium", True), FeatureSpec("strong", True)]
+    res = evaluate_features(feats, specs, "best", 0.01, n_subsamples=50, seed=0)
+    assert res["selected"] == "strong"
+    by_name = {f["name"]: f for f in res["per_feature"]}
+    assert res["tpr"] == by_name["strong"]["tpr"] == max(f["tpr"] for f in res["per_feature"])
+    assert res["auc"] == by_name["strong"]["auc"]
+    np.testing.assert_array_equal(res["scores"][0], feats["strong"][0])
+
+
+def test_tpr_tie_is_broken_by_auc_then_order():
+    rng = np.random.default_rng(3)
+    n = 200
+    weak_m, strong_m = rng.normal(0.3, 1, n), rng.normal(1.5, 1, n)
+    nonm = np.r_[rng.normal(0, 1, n - 1), 1e9]  # no threshold below 1e9: TPR@0% is 0 for both
+    feats = {"weak": (weak_m, nonm), "strong": (strong_m, nonm), "twin": (strong_m, nonm)}
+    specs = [FeatureSpec("weak", True), FeatureSpec("strong", True), FeatureSpec("twin", True)]
+    res = evaluate_features(feats, specs, "best", target_fpr=0.0, n_subsamples=20, fraction=1.0)
+    assert all(f["tpr"] == 0 for f in res["per_feature"])
+    assert res["selected"] == "strong"
+
+
+def test_orientation_makes_lower_is_member_features_score_above_chance():
+    rng = np.random.default_rng(4)
+    feats = _features(rng)
+    res = evaluate_features(feats, [FeatureSpec("loss", False)], "best", 0.01, n_subsamples=30)
+    assert res["selected"] == "loss" and res["auc"] > 0.85
+    assert res["per_feature"][0]["higher_is_member"] is False
+    wrong = evaluate_features(feats, [FeatureSpec("loss", True)], "best", 0.01, n_subsamples=30)
+    assert wrong["auc"] < 0.15
+
+
+def test_nan_becomes_the_pooled_median():
+    rng = np.random.default_rng(5)
+    m, u = rng.normal(1, 1, 100), rng.normal(0, 1, 100)
+    m[:10] = np.nan
+    res = evaluate_features({"f": (m, u)}, [FeatureSpec("f", True)], n_subsamples=20)
+    med = np.nanmedian(np.r_[m, u])
+    assert np.isfinite(res["auc"]) and np.all(res["scores"][0][:10] == med)
+
+
+def test_lr_selection_combines_features_out_of_fold():
+    rng = np.random.default_rng(6)
+    n = 300
+    # two features each weakly informative; together better than either
+    m = rng.normal(0, 1, (n, 2)) + [0.6, 0.6]
+    u = rng.normal(0, 1, (n, 2))
+    feats = {"a": (m[:, 0], u[:, 0]), "b": (-m[:, 1], -u[:, 1])}
+    specs = [FeatureSpec("a", True), FeatureSpec("b", False)]
+    res = evaluate_features(feats, specs, "lr", 0.05, n_subsamples=50, seed=0)
+    assert res["selected"] == "lr"
+    sm, su = res["scores"]
+    assert sm.shape == (n,) and su.shape == (n,) and 0 < sm.min() and sm.max() < 1
+    assert res["auc"] > max(f["auc"] for f in res["per_feature"])
+    single = evaluate_features({"a": feats["a"]}, specs[:1], "lr", n_subsamples=10)
+    assert single["selected"] == "a"
+
+
+def test_bad_selection_and_missing_features_are_named():
+    with pytest.raises(ConfigError, match="selection"):
+        evaluate_features({}, [FeatureSpec("a", True)], "max")
+    with pytest.raises(ConfigError, match="not extracted"):
+        evaluate_features({}, [FeatureSpec("a", True)], "best")
