@@ -1,0 +1,259 @@
+"""Dataset inference engine: p-value versus suspect-set size n, minimum n, and a null control.
+
+The aggregator (a plugin) turns feature matrices of a suspect set P and a validation set U into
+one p-value per draw; this module owns everything around it, so every aggregator is judged the same
+way (attacks.md §6.2, §7):
+
+- For each n of the grid, ``draws`` independent draws of n members (P) and n non-members (U),
+  each without replacement.
+- ``min_n`` is the paper's rule: the smallest n whose *mean* p-value is <= alpha. Because a mean
+  p-value can sit below alpha while most draws do not reject (and the reverse), ``min_n_frac``
+  is also given: the smallest n at which at least half of the draws reject at alpha.
+- Null control: P and U are both drawn from the non-members (disjoint), so every rejection is a
+  false positive. A DI answer may back a copyright claim, so the measured false-positive rate is
+  reported next to alpha with its binomial upper bound (validity.md §1): a mean p-value hides
+  an over-rejecting test, the per-draw rate does not.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .errors import ConfigError
+
+__all__ = ["default_grid", "run_di", "sample_subsets", "sample_masks"]
+
+#: bytes of gathered features (P and U together) processed per chunk of draws
+CHUNK_BYTES = 64 * 2**20
+#: an aggregator with a pooled fast path gets it once n reaches this fraction of the pool: from
+#: there on, masks over the pool are cheaper than gathering [R, n, d] copies
+POOLED_FRACTION = 1 / 8
+
+
+def default_grid(max_n: int) -> list[int]:
+    """The paper's grid {2..10} ∪ {20..100 step 10} ∪ {200..1000 step 100} ∪ {2000..10000 step
+    1000}, cut at ``max_n``."""
+    grid = (list(range(2, 11)) + list(range(20, 101, 10)) + list(range(200, 1001, 100))
+            + list(range(2000, 10001, 1000)))
+    return [n for n in grid if n <= max_n]
+
+
+def sample_subsets(rng: np.random.Generator, N: int, n: int, reps: int) -> np.ndarray:
+    """[reps, n] indices, each row a uniform n-subset of range(N) (no repeats within a row).
+
+    Small n: draw with replacement and redraw repeated entries until none is left. The procedure
+    only compares values for equality, so its law is invariant under relabelling the population,
+    which makes the final set uniform over n-subsets; it costs O(n log n) per row instead of O(N).
+    Large n: ``sample_masks`` (O(N) per row), indices in increasing order; positions within a
+    draw carry no information because ``run_di`` shuffles the pools first.
+    """
+    if not 0 < n <= N:
+        raise ValueError(f"cannot draw {n} of {N} without replacement")
+    if n * 64 > N:  # large n: a mask (O(N) per row) beats sorting the proposals
+        (mask,) = sample_masks(rng, N, (n,), reps)
+        return np.nonzero(mask)[1].reshape(reps, n)
+    idx = rng.integers(0, N, size=(reps, n))
+    rows = np.arange(reps)
+    while True:
+        order = np.argsort(idx[rows], axis=1, kind="stable")
+        s = np.take_along_axis(idx[rows], order, axis=1)
+        dup = s[:, 1:] == s[:, :-1]
+        has = dup.any(axis=1)
+        if not has.any():
+            return idx
+        r, j = np.nonzero(dup)
+        idx[rows[r], order[r, j + 1]] = rng.integers(0, N, size=r.size)
+        rows = rows[has]
+
+
+def _add_to_mask(rng: np.random.Generator, taken: np.ndarray, k: int) -> np.ndarray:
+    """A mask of exactly k rows per draw among those not ``taken`` [R, N], uniform over such
+    subsets: propose uniform rows, keep the first ``deficit`` proposals per draw, drop those already
+    taken, repeat. Membership tests are all the procedure looks at, so its law is invariant under
+    relabelling the free rows, hence uniform; each round costs O(N) boolean work per draw."""
+    reps, N = taken.shape
+    new = np.zeros_like(taken)
+    rows = np.arange(reps)
+    deficit = np.full(reps, k)
+    while rows.size:
+        width = int(deficit.max())
+        prop = rng.integers(0, N, size=(rows.size, width))
+        use = np.arange(width)[None, :] < deficit[:, None]
+        r = np.broadcast_to(rows[:, None], prop.shape)[use]
+        c = prop[use]
+        free = ~taken[r, c]
+        new[r[free], c[free]] = True
+        count = new[rows].sum(axis=1)
+        deficit = k - count
+        keep = deficit > 0
+        rows, deficit = rows[keep], deficit[keep]
+    return new
+
+
+def sample_masks(rng: np.random.Generator, N: int, sizes: Sequence[int],
+                 reps: int) -> list[np.ndarray]:
+    """Disjoint boolean masks [reps, N] with exactly ``sizes[k]`` True per row, uniform over such
+    disjoint subsets (one after the other, each uniform among the rows still free). A single mask
+    larger than N/2 is drawn as the complement of a uniform subset."""
+    sizes = [int(k) for k in sizes]
+    if not 0 < sum(sizes) <= N or min(sizes) < 0:
+        raise ValueError(f"cannot draw {sum(sizes)} of {N} without replacement")
+    if len(sizes) == 1 and 2 * sizes[0] > N:
+        free = np.zeros((reps, N), dtype=bool)
+        return [~_add_to_mask(rng, free, N - sizes[0])]
+    taken = np.zeros((reps, N), dtype=bool)
+    out = []
+    for k in sizes:
+        m = _add_to_mask(rng, taken, k)
+        taken |= m
+        out.append(m)
+    return out
+
+
+def _fill_nan(members: np.ndarray, nonmembers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """NaN -> the column median of the pooled data (0 for an all-NaN column): an undefined
+    feature value then carries no evidence either way."""
+    pooled = np.concatenate([members, nonmembers])
+    if not np.isnan(pooled).any():
+        return members, nonmembers
+    med = np.zeros(pooled.shape[1])
+    ok = ~np.isnan(pooled).all(axis=0)
+    med[ok] = np.nanmedian(pooled[:, ok], axis=0)
+    return (np.where(np.isnan(members), med, members), np.where(np.isnan(nonmembers), med,
+                                                                 nonmembers))
+
+
+def _pvalues(aggregator, A: np.ndarray, B: np.ndarray | None, n: int, draws: int, rng,
+             pooled=None) -> np.ndarray:
+    """p-values of ``draws`` draws at size n. ``B is None``: null control, P and U disjoint, both
+    from A. Chunks bound the gathered [c, n, d] arrays (or the [c, N] masks of the pooled path)."""
+    null = B is None
+    Na, d = A.shape
+    if pooled is not None:
+        chunk = max(1, min(draws, CHUNK_BYTES // max(1, 3 * Na * 8)))
+    else:
+        chunk = max(1, min(draws, CHUNK_BYTES // max(1, 2 * n * d * 8)))
+    out = np.empty(draws)
+    for start in range(0, draws, chunk):
+        c = min(chunk, draws - start)
+        if pooled is not None:
+            if null:
+                mP, mU = sample_masks(rng, Na, (n, n), c)
+            else:
+                (mP,), (mU,) = sample_masks(rng, Na, (n,), c), sample_masks(rng, B.shape[0], (n,), c)
+            p = pooled.pvalues(mP, mU, rng)
+        elif null and 2 * n * 64 > Na:  # the same draws the pooled path would make
+            mP, mU = sample_masks(rng, Na, (n, n), c)
+            p = aggregator.pvalues(A[np.nonzero(mP)[1].reshape(c, n)],
+                                   A[np.nonzero(mU)[1].reshape(c, n)], rng)
+        elif null:
+            idx = sample_subsets(rng, Na, 2 * n, c)
+            p = aggregator.pvalues(A[idx[:, :n]], A[idx[:, n:]], rng)
+        else:
+            p = aggregator.pvalues(A[sample_subsets(rng, Na, n, c)],
+                                   B[sample_subsets(rng, B.shape[0], n, c)], rng)
+        p = np.asarray(p, dtype=np.float64)
+        if p.shape != (c,):
+            name = getattr(aggregator, "registered_name", "") or type(aggregator).__name__
+            raise ConfigError(f"aggregator '{name}' returned p-values of shape {p.shape}, "
+                              f"expected ({c},)")
+        out[start:start + c] = p
+    return out
+
+
+def _summary(n: int, p: np.ndarray, alpha: float) -> dict:
+    undefined = np.isnan(p)
+    q = np.where(undefined, 1.0, p)  # an undefined test (e.g. too few samples) never rejects
+    return {"n": int(n), "mean_p": float(q.mean()), "median_p": float(np.median(q)),
+            "frac_reject": float((q <= alpha).mean()), "draws": int(p.size),
+            "undefined": int(undefined.sum())}
+
+
+def binomial_upper(k: int, total: int, level: float = 0.95) -> float:
+    """One-sided Clopper-Pearson upper confidence bound of a rate observed as k of total."""
+    from scipy.stats import beta
+
+    if total <= 0:
+        return float("nan")
+    if k >= total:
+        return 1.0
+    return float(beta.ppf(level, k + 1, total - k))
+
+
+def run_di(aggregator, members: np.ndarray, nonmembers: np.ndarray, n_grid: Sequence[int],
+           draws: int = 1000, alpha: float = 0.01, seed: int = 0,
+           null_control: bool = True) -> dict:
+    """Run one aggregator over the grid of n. Features must already be oriented (higher = member).
+
+    Per n (sizes larger than the pools are skipped): ``draws`` draws, p-values from
+    ``aggregator.pvalues(P[R, n, d], U[R, n, d], rng)``; a NaN p-value (test undefined) counts as
+    p = 1 and is counted in ``undefined``. Rows are shuffled once up front, so an aggregator that
+    splits a draw by position splits it at random whatever the order of the input data. Each n
+    uses its own random stream derived from (seed, n), so a result for one n does not depend on
+    the rest of the grid. NaN features are replaced by pooled column medians.
+
+    Returns a JSON-able dict: ``per_n`` and ``null_per_n`` (rows n, mean_p, median_p, frac_reject,
+    draws, undefined), ``min_n`` (smallest n with mean p <= alpha, None if none), ``min_n_frac``
+    (smallest n with frac_reject >= 0.5), ``null_fpr`` (fraction of all null draws with p <= alpha,
+    pooled over the n where the null ran, i.e. n <= Nu / 2), ``null_fpr_upper`` (its one-sided 95%
+    Clopper-Pearson bound, to compare with alpha), ``alpha``, ``draws``, ``n_grid`` (the n run).
+    """
+    members = np.asarray(members, dtype=np.float64)
+    nonmembers = np.asarray(nonmembers, dtype=np.float64)
+    if members.ndim != 2 or nonmembers.ndim != 2 or members.shape[1] != nonmembers.shape[1]:
+        raise ConfigError(f"DI needs member and non-member feature matrices [N, d] with the same d; "
+                          f"got {members.shape} and {nonmembers.shape}")
+    if members.shape[1] == 0:
+        raise ConfigError("DI needs at least one feature")
+    if draws < 1:
+        raise ConfigError(f"draws must be >= 1, got {draws}")
+    if not 0 < alpha < 1:
+        raise ConfigError(f"alpha must be in (0, 1), got {alpha}")
+    grid = sorted({int(n) for n in n_grid})
+    if not grid or grid[0] < 2:
+        raise ConfigError(f"n_grid needs sample sizes >= 2, got {list(n_grid)}")
+    members, nonmembers = _fill_nan(members, nonmembers)
+    shuffle = np.random.default_rng([seed, 0xD1])
+    members = members[shuffle.permutation(members.shape[0])]
+    nonmembers = nonmembers[shuffle.permutation(nonmembers.shape[0])]
+    Nm, Nu = members.shape[0], nonmembers.shape[0]
+
+    # optional fast path: an aggregator may offer ``pooled(A, B)`` returning an object whose
+    # ``pvalues(mask_P [R, Na], mask_U [R, Nb], rng)`` equals ``pvalues`` on the gathered rows
+    has_pooled = callable(getattr(aggregator, "pooled", None))
+    pools: dict = {}
+
+    def pooled_for(key, n, N):
+        if not has_pooled or n < POOLED_FRACTION * N:
+            return None
+        if key not in pools:
+            pools[key] = (aggregator.pooled(members, nonmembers) if key == "main"
+                          else aggregator.pooled(nonmembers, nonmembers))
+        return pools[key]
+
+    per_n, null_per_n = [], []
+    null_rejects = null_total = 0
+    for n in grid:
+        if n > min(Nm, Nu):
+            continue
+        p = _pvalues(aggregator, members, nonmembers, n, draws,
+                     np.random.default_rng([seed, n, 0]), pooled_for("main", n, min(Nm, Nu)))
+        per_n.append(_summary(n, p, alpha))
+        if null_control and 2 * n <= Nu:
+            q = _pvalues(aggregator, nonmembers, None, n, draws,
+                         np.random.default_rng([seed, n, 1]), pooled_for("null", 2 * n, Nu))
+            row = _summary(n, q, alpha)
+            null_per_n.append(row)
+            null_rejects += int(round(row["frac_reject"] * row["draws"]))
+            null_total += row["draws"]
+
+    min_n = next((r["n"] for r in per_n if r["mean_p"] <= alpha), None)
+    min_n_frac = next((r["n"] for r in per_n if r["frac_reject"] >= 0.5), None)
+    null_fpr = null_rejects / null_total if null_total else None
+    return {"per_n": per_n, "min_n": min_n, "min_n_frac": min_n_frac, "null_per_n": null_per_n,
+            "null_fpr": null_fpr,
+            "null_fpr_upper": binomial_upper(null_rejects, null_total) if null_total else None,
+            "null_draws": null_total, "alpha": float(alpha), "draws": int(draws),
+            "n_grid": [r["n"] for r in per_n]}

@@ -1,0 +1,156 @@
+"""Dataset-inference engine: grid, sampling, minimum n, null control, level of the default tests."""
+
+import numpy as np
+import pytest
+from scipy.stats import binom
+
+from harness.contracts import Aggregator
+from harness.di import default_grid, run_di, sample_masks, sample_subsets
+from harness.errors import ConfigError
+from plugins.aggregators._dataset_inference_impl import CDIHeldOut, MinMaxSum
+
+
+def binomial_band(p, draws, level=0.999):
+    lo, hi = binom.interval(level, draws, p)
+    return lo / draws, hi / draws
+
+
+def test_default_grid_is_the_papers():
+    g = default_grid(10_000)
+    assert g[:9] == list(range(2, 11)) and g[9:18] == list(range(20, 101, 10))
+    assert g[18:27] == list(range(200, 1001, 100)) and g[27:] == list(range(2000, 10001, 1000))
+    assert default_grid(250) == [n for n in g if n <= 250]
+
+
+@pytest.mark.parametrize("N,n", [(100, 12), (1000, 100), (1000, 600)])
+def test_subsets_are_uniform_without_repeats(N, n):
+    rng = np.random.default_rng(0)
+    s = sample_subsets(rng, N, n, 4000)
+    assert s.shape == (4000, n)
+    assert all(len(set(row)) == n for row in s)
+    counts = np.bincount(s.ravel(), minlength=N)
+    expected = 4000 * n / N
+    z = (counts - expected) / np.sqrt(expected * (1 - n / N))
+    assert np.abs(z).max() < 5 and 0.8 < z.std() < 1.2
+
+
+def test_masks_are_disjoint_with_exact_sizes():
+    rng = np.random.default_rng(1)
+    a, b = sample_masks(rng, 60, (20, 25), 5000)
+    assert (a.sum(1) == 20).all() and (b.sum(1) == 25).all() and not (a & b).any()
+    # each row equally likely in each mask
+    assert np.abs(a.mean(0) - 20 / 60).max() < 0.03 and np.abs(b.mean(0) - 25 / 60).max() < 0.03
+    (big,) = sample_masks(rng, 60, (55,), 1000)
+    assert (big.sum(1) == 55).all()
+
+
+def gaussians(rng, n, d, shift):
+    return rng.normal(size=(n, d)) + shift, rng.normal(size=(n, d))
+
+
+@pytest.mark.parametrize("agg", [MinMaxSum(), CDIHeldOut()], ids=["minmax-sum", "cdi"])
+def test_shifted_gaussians_reject_at_small_n(agg):
+    rng = np.random.default_rng(2)
+    M, U = gaussians(rng, 400, 6, 0.8)
+    res = run_di(agg, M, U, n_grid=[2, 4, 8, 16, 32, 64], draws=200, alpha=0.01, seed=0)
+    assert res["min_n"] is not None and res["min_n"] <= 32
+    assert res["min_n_frac"] is not None and res["min_n_frac"] <= 64
+    means = [r["mean_p"] for r in res["per_n"]]
+    assert means[-1] < means[1] and res["per_n"][-1]["frac_reject"] > 0.9
+    assert [r["n"] for r in res["null_per_n"]] == [2, 4, 8, 16, 32, 64]
+
+
+def test_no_signal_gives_no_min_n():
+    rng = np.random.default_rng(3)
+    M, U = gaussians(rng, 300, 4, 0.0)
+    res = run_di(MinMaxSum(), M, U, n_grid=[10, 50, 100], draws=200, alpha=0.01)
+    assert res["min_n"] is None and res["min_n_frac"] is None
+
+
+@pytest.mark.parametrize("agg,grid", [(MinMaxSum(), [60, 500]), (CDIHeldOut(), [60])],
+                         ids=["minmax-sum", "cdi"])
+def test_default_aggregators_hold_their_level(agg, grid):
+    """Null control (P and U disjoint draws from one pool, so exchangeable): the per-draw
+    rejection rate must sit in the 99.9% binomial band of alpha. Draws from two *different*
+    finite pools are not a clean null: the two pools' own sample means differ, which moves the
+    rate (seen: 0.033 at alpha 0.05 with pools of 3000), so only the null control is tested.
+    For MinMaxSum n = 500 exercises the pooled (mask) path, n = 60 the gathered one."""
+    rng = np.random.default_rng(4)
+    M, U = gaussians(rng, 3000, 25, 0.0)
+    draws, alpha = 2000, 0.05
+    res = run_di(agg, M, U, n_grid=grid, draws=draws, alpha=alpha, seed=1)
+    lo, hi = binomial_band(alpha, draws * len(grid))
+    assert lo <= res["null_fpr"] <= hi, res["null_per_n"]
+    assert res["null_fpr_upper"] >= res["null_fpr"]
+    assert res["null_draws"] == draws * len(grid)
+    assert all(r["undefined"] == 0 for r in res["per_n"])
+
+
+def test_null_control_needs_two_disjoint_sets():
+    rng = np.random.default_rng(5)
+    M, U = gaussians(rng, 100, 3, 0.5)
+    res = run_di(MinMaxSum(), M, U, n_grid=[10, 50, 80, 200], draws=50)
+    assert res["n_grid"] == [10, 50, 80]  # 200 > pool size: skipped
+    assert [r["n"] for r in res["null_per_n"]] == [10, 50]  # 2n <= 100
+    assert res["null_draws"] == 100
+    off = run_di(MinMaxSum(), M, U, n_grid=[10], draws=50, null_control=False)
+    assert off["null_per_n"] == [] and off["null_fpr"] is None
+
+
+def test_seeded_and_each_n_has_its_own_stream():
+    rng = np.random.default_rng(6)
+    M, U = gaussians(rng, 200, 3, 0.2)
+    a = run_di(MinMaxSum(), M, U, n_grid=[4, 8], draws=100, seed=3)
+    b = run_di(MinMaxSum(), M, U, n_grid=[8], draws=100, seed=3)
+    c = run_di(MinMaxSum(), M, U, n_grid=[8], draws=100, seed=4)
+    assert a["per_n"][1] == b["per_n"][0] and a["null_per_n"][1] == b["null_per_n"][0]
+    assert b["per_n"][0] != c["per_n"][0]
+
+
+def test_pooled_path_gives_the_same_answers_as_gathering():
+    """MinMaxSum switches to masks over the pools at large n; the answers must not change."""
+    rng = np.random.default_rng(7)
+    M, U = gaussians(rng, 400, 5, 0.15)
+
+    class Plain(Aggregator):
+        defaults = {}
+
+        def pvalues(self, P, U, rng):
+            return MinMaxSum().pvalues(P, U, rng)
+
+    # n >= N/8 takes the pooled path for MinMaxSum; both paths draw the same subsets from the
+    # same stream, so the p-values agree to rounding
+    a = run_di(MinMaxSum(), M, U, n_grid=[20, 100, 400], draws=300)
+    b = run_di(Plain(), M, U, n_grid=[20, 100, 400], draws=300)
+    for rows in ("per_n", "null_per_n"):
+        for x, y in zip(a[rows], b[rows]):
+            assert x["frac_reject"] == y["frac_reject"]
+            assert x["mean_p"] == pytest.approx(y["mean_p"], rel=1e-9)
+
+
+def test_nan_features_are_filled_and_undefined_tests_count_as_p1():
+    rng = np.random.default_rng(8)
+    M, U = gaussians(rng, 100, 3, 1.0)
+    M[::7, 1] = np.nan
+    U[:, 2] = np.nan
+    res = run_di(CDIHeldOut(), M, U, n_grid=[2, 10], draws=50, alpha=0.01)
+    n2, n10 = res["per_n"]
+    assert n2["undefined"] == 50 and n2["mean_p"] == 1.0 and n2["frac_reject"] == 0.0
+    assert n10["undefined"] == 0 and np.isfinite(n10["mean_p"])
+
+
+def test_bad_inputs_are_named():
+    M = np.zeros((10, 3))
+    with pytest.raises(ConfigError, match="same d"):
+        run_di(MinMaxSum(), M, np.zeros((10, 4)), [2])
+    with pytest.raises(ConfigError, match=">= 2"):
+        run_di(MinMaxSum(), M, M, [1])
+
+    class Broken(Aggregator):
+        defaults = {}
+
+        def pvalues(self, P, U, rng):
+            return np.zeros(3)
+
+    with pytest.raises(ConfigError, match="shape"):
+        run_di(Broken(), M, M, [2], draws=5)
