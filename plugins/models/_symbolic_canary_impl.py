@@ -48,7 +48,7 @@ class SymbolicCanary(FigaroModel):
     version = "1"
     defaults = {
         "train_data": DEFAULT_TRAIN_DATA,
-        "steps": 400,
+        "steps": 300,
         "seed": 0,
         "d_model": 64,
         "encoder_layers": 1,
