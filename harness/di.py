@@ -142,7 +142,8 @@ def _pvalues(aggregator, A: np.ndarray, B: np.ndarray | None, n: int, draws: int
             if null:
                 mP, mU = sample_masks(rng, Na, (n, n), c)
             else:
-                (mP,), (mU,) = sample_masks(rng, Na, (n,), c), sample_masks(rng, B.shape[0], (n,), c)
+                (mP,) = sample_masks(rng, Na, (n,), c)
+                (mU,) = sample_masks(rng, B.shape[0], (n,), c)
             p = pooled.pvalues(mP, mU, rng)
         elif null and 2 * n * 64 > Na:  # the same draws the pooled path would make
             mP, mU = sample_masks(rng, Na, (n, n), c)
@@ -203,7 +204,7 @@ def run_di(aggregator, members: np.ndarray, nonmembers: np.ndarray, n_grid: Sequ
     members = np.asarray(members, dtype=np.float64)
     nonmembers = np.asarray(nonmembers, dtype=np.float64)
     if members.ndim != 2 or nonmembers.ndim != 2 or members.shape[1] != nonmembers.shape[1]:
-        raise ConfigError(f"DI needs member and non-member feature matrices [N, d] with the same d; "
+        raise ConfigError("DI needs member and non-member feature matrices [N, d] with the same d; "
                           f"got {members.shape} and {nonmembers.shape}")
     if members.shape[1] == 0:
         raise ConfigError("DI needs at least one feature")

@@ -89,10 +89,12 @@ def make_model(name: str, suite: Suite) -> tuple[Model, plugins.PluginInfo]:
     return model, info
 
 
-def make_attacks(suite: Suite, model: Model, family: str) -> list[AttackRun]:
+def make_attacks(suite: Suite, model_name: str, model: Model, family: str) -> list[AttackRun]:
     runs = []
     provided = model.outputs()
     for entry in suite.attacks:
+        if entry.models is not None and model_name not in entry.models:
+            continue
         info = plugins.get("attack", entry.plugin)
         if info.family not in ("any", family):
             continue
@@ -104,7 +106,7 @@ def make_attacks(suite: Suite, model: Model, family: str) -> list[AttackRun]:
                 f"attack '{entry.label}' needs model outputs {sorted(missing)} that model "
                 f"'{model.registered_name}' does not provide (it provides {sorted(provided)}). "
                 "Check the attack's params (e.g. mode: conditional for models without a null "
-                "condition) or drop the attack for this model."
+                "condition) or restrict the attack to other models with its 'models' key."
             )
         specs = list(attack.feature_specs())
         runs.append(AttackRun(entry.label, entry.plugin, attack, specs,
@@ -355,7 +357,7 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
             model, model_info = make_model(model_name, suite)
             family = model_info.family if model_info.family != "any" else model.family
             identity = model.identity()
-            runs = make_attacks(suite, model, family)
+            runs = make_attacks(suite, model_name, model, family)
             if not runs:
                 echo(f"warning: no attack in the suite applies to model '{model_name}' ({family})")
                 continue

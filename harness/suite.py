@@ -56,6 +56,9 @@ class AttackEntry(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     #: how a multi-feature attack becomes one MIA score: best index by mean TPR, or cross-fitted LR
     selection: Literal["best", "lr"] | None = None
+    #: restrict to these model entries (default: every model of the attack's family), e.g. to run
+    #: contrast-mode attacks on guided models and conditional-mode ones on FIGARO in one suite
+    models: list[str] | None = None
 
     @property
     def label(self) -> str:
@@ -301,6 +304,9 @@ def _check_references(suite: Suite, root, source: str) -> None:
                 fail(did_you_mean("data entry", d, suite.data), ("models", mname, "data"))
     seen: dict[str, int] = {}
     for i, a in enumerate(suite.attacks):
+        for m in a.models or []:
+            if m not in suite.models:
+                fail(did_you_mean("model entry", m, suite.models), ("attacks", i, "models"))
         if a.label in seen:
             fail(f"attack name '{a.label}' is used twice (entries {seen[a.label]} and {i}); give "
                  "one a distinct 'name'", ("attacks", i))

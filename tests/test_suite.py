@@ -100,3 +100,10 @@ def test_shipped_suites_validate(path):
     root = Path(__file__).resolve().parents[1]
     s, text = suite_mod.load(root / path)
     suite_mod.check_plugins(s, text, path)
+
+
+def test_attack_restricted_to_models():
+    s = suite_mod.loads(BASE.replace("  - plugin: loss\n", "  - plugin: loss\n    models: [m]\n"))
+    assert s.attacks[0].models == ["m"]
+    with pytest.raises(SuiteError, match=r"Unknown model entry 'n'"):
+        suite_mod.loads(BASE.replace("  - plugin: loss\n", "  - plugin: loss\n    models: [n]\n"))
