@@ -85,7 +85,7 @@ def _add_to_mask(rng: np.random.Generator, taken: np.ndarray, k: int) -> np.ndar
         c = prop[use]
         free = ~taken[r, c]
         new[r[free], c[free]] = True
-        count = new[rows].sum(axis=1)
+        count = np.count_nonzero(new if rows.size == reps else new[rows], axis=1)
         deficit = k - count
         keep = deficit > 0
         rows, deficit = rows[keep], deficit[keep]

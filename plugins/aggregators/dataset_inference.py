@@ -17,7 +17,8 @@ AGGREGATORS = {
                      "CDI as the released code runs it: 5-fold cross-fitted LR, Welch on all "
                      "out-of-fold scores (over-rejects under the null; for reproduction only)"),
     "minmax-sum": ("MinMaxSum", "autoregressive",
-                   "IAR: per-draw min-max scaling on pooled P and U, sum of features, Welch t-test"),
+                   "IAR: per-draw min-max scaling on pooled P and U, sum of features, "
+                   "Welch t-test"),
 }
 
 DEFAULTS = {"cdi", "minmax-sum"}
