@@ -95,19 +95,23 @@ def _add_to_mask(rng: np.random.Generator, taken: np.ndarray, k: int) -> np.ndar
 def sample_masks(rng: np.random.Generator, N: int, sizes: Sequence[int],
                  reps: int) -> list[np.ndarray]:
     """Disjoint boolean masks [reps, N] with exactly ``sizes[k]`` True per row, uniform over such
-    disjoint subsets (one after the other, each uniform among the rows still free). A single mask
-    larger than N/2 is drawn as the complement of a uniform subset."""
+    disjoint subsets: one after the other, each a uniform subset of the rows still free. A mask
+    taking more than half of the free rows is drawn as the free rows minus a uniform subset of
+    the rest, so rejection never has to hit the last few free rows (coupon collector)."""
     sizes = [int(k) for k in sizes]
     if not 0 < sum(sizes) <= N or min(sizes) < 0:
         raise ValueError(f"cannot draw {sum(sizes)} of {N} without replacement")
-    if len(sizes) == 1 and 2 * sizes[0] > N:
-        free = np.zeros((reps, N), dtype=bool)
-        return [~_add_to_mask(rng, free, N - sizes[0])]
     taken = np.zeros((reps, N), dtype=bool)
     out = []
+    free = N
     for k in sizes:
-        m = _add_to_mask(rng, taken, k)
+        if 2 * k > free:
+            left_out = _add_to_mask(rng, taken, free - k)
+            m = ~(taken | left_out)
+        else:
+            m = _add_to_mask(rng, taken, k)
         taken |= m
+        free -= k
         out.append(m)
     return out
 
