@@ -263,7 +263,8 @@ def loads(text: str, source: str = "<suite>", overrides: list[str] = (), limit: 
     if not isinstance(raw, dict):
         raise SuiteError("a suite must be a mapping with keys name, models, data, attacks...",
                          source=source)
-    raw = copy.deepcopy(raw)
+    # top-level "x-..." keys hold YAML anchors for reuse (the docker-compose convention)
+    raw = {k: v for k, v in copy.deepcopy(raw).items() if not str(k).startswith("x-")}
     for ov in overrides:
         parts, value = parse_override(ov)
         apply_override(raw, parts, value)
