@@ -13,6 +13,11 @@ way (attacks.md §6.2, §7):
   false positive. A DI answer may back a copyright claim, so the measured false-positive rate is
   reported next to alpha with its binomial upper bound (validity.md §1): a mean p-value hides
   an over-rejecting test, the per-draw rate does not.
+
+Optional fast path (beyond the ``Aggregator`` contract): an aggregator may define
+``pooled(A, B)`` returning an object whose ``pvalues(mask_P [R, Na], mask_U [R, Nb], rng)`` gives
+the same p-values as ``pvalues`` on the gathered rows; ``run_di`` uses it once n >= N/8, where
+gathering [R, n, d] copies costs more than working on the pools (MinMaxSum has one).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from .errors import ConfigError
 __all__ = ["default_grid", "run_di", "sample_subsets", "sample_masks"]
 
 #: bytes of gathered features (P and U together) processed per chunk of draws
-CHUNK_BYTES = 64 * 2**20
+CHUNK_BYTES = 16 * 2**20
 #: an aggregator with a pooled fast path gets it once n reaches this fraction of the pool: from
 #: there on, masks over the pool are cheaper than gathering [R, n, d] copies
 POOLED_FRACTION = 1 / 8
