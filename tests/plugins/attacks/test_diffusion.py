@@ -1,0 +1,364 @@
+"""Diffusion attack family (CDI suite) on a tiny random DiffusionModel with a real diffusers UNet,
+so gradients, batching and sharing behave as on a real model."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from harness.contracts import (CONDITION, LATENTS, NULL_CONDITION, BatchContext, DiffusionModel,
+                               Sample)
+from harness.errors import ConfigError
+from plugins.attacks import _diffusion_impl as D
+from plugins.attacks import diffusion as entry
+
+NAMES = ["denoising-loss", "multiple-loss", "pia", "pian", "gradient-masking",
+         "noise-optimization"]
+CLASSES = dict(zip(NAMES, [D.DenoisingLoss, D.MultipleLoss, D.PIA, D.PIAN, D.GradientMasking,
+                           D.NoiseOptimization]))
+
+
+class TinyDiffusion(DiffusionModel):
+    """A random 2-channel 8x8 latent UNet with cross-attention; latents and captions are derived
+    from the sample id, so a sample is the same whatever batch it is in."""
+
+    defaults = {}
+
+    def __init__(self):
+        super().__init__()
+        from diffusers import UNet2DConditionModel
+
+        torch.manual_seed(0)
+        self.unet = UNet2DConditionModel(
+            sample_size=8, in_channels=2, out_channels=2, layers_per_block=1,
+            block_out_channels=(8, 16), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=8,
+            attention_head_dim=4, norm_num_groups=4).eval().requires_grad_(False)
+        betas = torch.linspace(0.0015 ** 0.5, 0.0195 ** 0.5, 1000, dtype=torch.float64) ** 2
+        self._ac = torch.cumprod(1 - betas, 0)
+        self.calls = 0
+        self.grad_calls = 0
+
+    def identity(self):
+        return {"tiny": 1}
+
+    def alphas_cumprod(self):
+        return self._ac
+
+    @staticmethod
+    def _gen(sid: str, what: str):
+        seed = int.from_bytes(hashlib.blake2b(f"{sid}/{what}".encode(), digest_size=4).digest(),
+                              "little")
+        return torch.Generator().manual_seed(seed)
+
+    def provide(self, samples, needs, ctx):
+        out = {}
+        if LATENTS in needs:
+            out[LATENTS] = torch.stack([torch.randn(2, 8, 8, generator=self._gen(s.id, "z"))
+                                        for s in samples])
+        if CONDITION in needs:
+            out[CONDITION] = {"encoder_hidden_states": torch.stack(
+                [torch.randn(3, 8, generator=self._gen(s.id, "c")) for s in samples])}
+        if NULL_CONDITION in needs:
+            out[NULL_CONDITION] = {"encoder_hidden_states": torch.zeros(len(samples), 3, 8)}
+        return out
+
+    def predict_noise(self, z_t, t, condition):
+        self.calls += 1
+        self.grad_calls += int(torch.is_grad_enabled() and z_t.requires_grad)
+        return self.unet(z_t, t, encoder_hidden_states=condition["encoder_hidden_states"],
+                         return_dict=False)[0]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return TinyDiffusion()
+
+
+SAMPLES = [Sample(f"s{i}", f"/nowhere/{i}.wav", caption=f"tune {i}") for i in range(4)]
+
+
+def make(name, **params):
+    a = CLASSES[name](**params)
+    a.registered_name = name
+    return a
+
+
+def context(model, samples, cell=None, seed=0):
+    ctx = BatchContext(model, samples, seed)
+    ctx.outputs = model.provide(samples, {LATENTS, CONDITION}, ctx)
+    if cell is not None:
+        ctx.outputs["cell_attacks"] = set(cell)
+    return ctx
+
+
+def extract(model, name, samples=SAMPLES, cell=None, **params):
+    return make(name, **params).extract(context(model, samples, cell))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_registration_is_light_and_complete():
+    got = []
+    entry.register_attacks(lambda name, factory, family, description: got.append(
+        (name, factory, family)))
+    assert [g[0] for g in got] == NAMES
+    assert all(g[2] == "diffusion" for g in got)
+    for name, factory, _ in got:
+        module, cls = factory.split(":")
+        assert getattr(D, cls) is CLASSES[name]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_feature_names_shapes_orientation(model, name):
+    a = make(name)
+    specs = a.feature_specs()
+    feats = a.extract(context(model, SAMPLES, NAMES))
+    assert set(feats) == {s.name for s in specs}
+    for s in specs:
+        assert feats[s.name].shape == (4,) and np.isfinite(feats[s.name]).all()
+        assert s.higher_is_member is False  # every raw feature is a loss / distance
+    assert a.needs() == {LATENTS, CONDITION}
+    if name in ("multiple-loss", "gradient-masking"):
+        assert [s.name for s in specs] == [f"{name}/{t}" for t in D.CDI_TIMESTEPS]
+        assert {s.group for s in specs} == {name}
+        assert [s.index for s in specs] == [str(t) for t in D.CDI_TIMESTEPS]
+    elif name == "noise-optimization":
+        assert [s.index for s in specs] == ["loss", "norm"]
+    else:
+        assert len(specs) == 1 and specs[0].name == name and specs[0].group == ""
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_same_sample_same_features_whatever_the_batch(model, name):
+    together = extract(model, name, SAMPLES, NAMES)
+    alone = [extract(model, name, [s], NAMES) for s in SAMPLES]
+    for k, v in together.items():
+        np.testing.assert_allclose(v, [a[k][0] for a in alone], rtol=2e-4, atol=1e-5)
+
+
+def test_joint_noise_optimization_depends_on_the_batch_as_cdi(model):
+    together = extract(model, "noise-optimization", SAMPLES, joint=True)
+    alone = extract(model, "noise-optimization", SAMPLES[:1], joint=True)
+    per_sample = extract(model, "noise-optimization", SAMPLES)
+    assert np.isfinite(together["noise-optimization/loss"]).all()
+    assert not np.allclose(together["noise-optimization/norm"], per_sample["noise-optimization/norm"])
+    assert not math.isclose(together["noise-optimization/norm"][0],
+                            alone["noise-optimization/norm"][0], rel_tol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# sharing
+
+
+@pytest.mark.parametrize("order", [("multiple-loss", "gradient-masking"),
+                                   ("gradient-masking", "multiple-loss")])
+def test_multiple_loss_comes_from_gradient_masking_forward(model, order):
+    ctx = context(model, SAMPLES, cell=order)
+    model.calls = model.grad_calls = 0
+    feats = {n: make(n).extract(ctx) for n in order}
+    # 10 shared forwards with gradients + 10 masked forwards; ML costs nothing extra
+    assert model.calls == 20 and model.grad_calls == 10
+    ml_alone = extract(model, "multiple-loss", SAMPLES, cell=["multiple-loss"])
+    for k, v in ml_alone.items():
+        np.testing.assert_allclose(feats["multiple-loss"][k], v, rtol=1e-5, atol=1e-6)
+
+
+def test_multiple_loss_alone_runs_without_gradients(model):
+    ctx = context(model, SAMPLES, cell=["multiple-loss", "pia"])
+    model.calls = model.grad_calls = 0
+    make("multiple-loss").extract(ctx)
+    assert model.calls == 10 and model.grad_calls == 0
+
+
+def test_sharing_is_correct_without_cell_attacks(model):
+    """A caller that does not list the cell's attacks: GM adds the gradients itself, with the
+    same noise, and gets the same numbers."""
+    ctx = context(model, SAMPLES, cell=None)
+    model.calls = model.grad_calls = 0
+    ml = make("multiple-loss").extract(ctx)
+    gm = make("gradient-masking").extract(ctx)
+    assert model.calls == 30 and model.grad_calls == 10
+    ref_ctx = context(model, SAMPLES, cell=NAMES)
+    gm_ref = make("gradient-masking").extract(ref_ctx)
+    ml_ref = make("multiple-loss").extract(ref_ctx)
+    for got, ref in ((ml, ml_ref), (gm, gm_ref)):
+        for k in ref:
+            np.testing.assert_allclose(got[k], ref[k], rtol=1e-5, atol=1e-6)
+
+
+def test_pia_and_pian_share_eps0_and_denoising_loss_costs_five(model):
+    ctx = context(model, SAMPLES, cell=NAMES)
+    model.calls = 0
+    make("pia").extract(ctx)
+    assert model.calls == 2
+    make("pian").extract(ctx)
+    assert model.calls == 3
+    model.calls = 0
+    make("denoising-loss").extract(ctx)
+    assert model.calls == 5
+
+
+def test_denoising_loss_noise_is_independent_of_multiple_loss(model):
+    ctx = context(model, SAMPLES, cell=NAMES)
+    dl = make("denoising-loss", n_repetitions=1).extract(ctx)["denoising-loss"]
+    ml = make("multiple-loss").extract(ctx)["multiple-loss/100"]
+    assert not np.allclose(dl, ml)
+
+
+# ---------------------------------------------------------------------------------------------
+# documented discrepancy options
+
+
+def test_pian_scales_differ_by_pi_over_two(model):
+    ctx = context(model, SAMPLES)
+    e0 = D.eps0(ctx)
+    cdi = make("pian")._noise(e0)
+    code = make("pian", pian_scale="pia-code")._noise(e0)
+    m_cdi = cdi.abs().flatten(1).mean(1)
+    m_code = code.abs().flatten(1).mean(1)
+    np.testing.assert_allclose(m_cdi.numpy(), math.sqrt(math.pi / 2), rtol=1e-5)
+    np.testing.assert_allclose(m_code.numpy(), math.sqrt(2 / math.pi), rtol=1e-5)
+    np.testing.assert_allclose((m_cdi / m_code).numpy(), math.pi / 2, rtol=1e-5)
+    a = extract(model, "pian")["pian"]
+    b = extract(model, "pian", pian_scale="pia-code")["pian"]
+    assert not np.allclose(a, b)
+
+
+def test_pia_norm_options(model):
+    p5 = extract(model, "pia")["pia"]
+    p4 = extract(model, "pia", p=4)["pia"]
+    p4_code = extract(model, "pia", p=4, root=False)["pia"]
+    np.testing.assert_allclose(p4_code, p4 ** 4, rtol=1e-6)
+    assert not np.allclose(p5, p4)
+
+
+def test_squared_norm(model):
+    ml = extract(model, "multiple-loss")
+    ml_sq = extract(model, "multiple-loss", norm="squared")
+    for k in ml:
+        np.testing.assert_allclose(ml_sq[k], ml[k] ** 2, rtol=1e-5)
+    # averaging over repetitions makes the two different quantities (Jensen: mean x^2 > (mean x)^2)
+    dl = extract(model, "denoising-loss")["denoising-loss"]
+    dl_sq = extract(model, "denoising-loss", norm="squared")["denoising-loss"]
+    assert (dl_sq > dl ** 2).all()
+
+
+def test_t0_options_only_change_t0(model):
+    first = extract(model, "multiple-loss")
+    clean = extract(model, "multiple-loss", t0="clean")
+    assert not np.allclose(first["multiple-loss/0"], clean["multiple-loss/0"])
+    for t in D.CDI_TIMESTEPS[1:]:
+        np.testing.assert_array_equal(first[f"multiple-loss/{t}"], clean[f"multiple-loss/{t}"])
+    ctx = context(model, SAMPLES)
+    assert D.alpha_bar(ctx, 0, "clean") == 1.0
+    assert D.alpha_bar(ctx, 0, "first-step") == pytest.approx(1 - 0.0015)
+
+
+def test_gradient_masking_options(model):
+    code = extract(model, "gradient-masking")
+    paper = extract(model, "gradient-masking", unmasked="noised")
+    target = extract(model, "gradient-masking", target="noise")
+    for other in (paper, target):
+        assert not np.allclose(code["gradient-masking/500"], other["gradient-masking/500"])
+    # at t=0 with t0=clean the paper's z_t is z0 itself, so both variants coincide there
+    c0 = extract(model, "gradient-masking", t0="clean", timesteps=[0])
+    p0 = extract(model, "gradient-masking", t0="clean", timesteps=[0], unmasked="noised")
+    np.testing.assert_allclose(c0["gradient-masking/0"], p0["gradient-masking/0"], rtol=1e-6)
+
+
+def test_gradient_masking_scores_only_masked_entries(model):
+    """With masking_ratio 1 every entry is masked: z~ = eps, and the feature is the full norm."""
+    ctx = context(model, SAMPLES)
+    got = make("gradient-masking", masking_ratio=1.0, timesteps=[300]).extract(ctx)
+    z0 = D.latents(ctx)
+    eps = D.multi_t(ctx, [300], "first-step", True).eps
+    with torch.no_grad():
+        e = D.predict(ctx, eps, 300, ctx.output(CONDITION))
+    ref = D.norm(eps - z0 - e, "l2").double().numpy()
+    np.testing.assert_allclose(got["gradient-masking/300"], ref, rtol=1e-5)
+
+
+def test_noise_optimization_final_loss_options(model):
+    renoised = extract(model, "noise-optimization")
+    direct = extract(model, "noise-optimization", final_loss="direct")
+    np.testing.assert_allclose(renoised["noise-optimization/norm"],
+                               direct["noise-optimization/norm"], rtol=1e-6)
+    assert (renoised["noise-optimization/norm"] > 0).all()
+    assert not np.allclose(renoised["noise-optimization/loss"], direct["noise-optimization/loss"])
+    # the optimiser lowers the loss it optimises: final (direct) loss <= the t=100 loss at delta=0
+    ctx = context(model, SAMPLES)
+    z0 = D.latents(ctx)
+    eps = ctx.randn(tuple(z0.shape[1:]), "diffusion/noise-optimization")
+    with torch.no_grad():
+        e = D.predict(ctx, D.q_sample(z0, D.alpha_bar(ctx, 100), eps), 100, ctx.output(CONDITION))
+    start = D.norm(e - eps, "l2").double().numpy()
+    assert (direct["noise-optimization/loss"] <= start + 1e-6).all()
+
+
+def test_lbfgs_lockstep_matches_independent_scipy_runs():
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(0)
+    A = [np.diag(rng.uniform(0.5, 5, 6)) for _ in range(3)]
+    b = [rng.normal(size=6) for _ in range(3)]
+
+    def f(i, x):
+        r = A[i] @ x - b[i]
+        return float(r @ r + np.sum(np.cos(x))), 2 * A[i].T @ r - np.sin(x)
+
+    calls = []
+
+    def evaluate(idx, xs):
+        calls.append(len(idx))
+        return [f(i, x) for i, x in zip(idx, xs)]
+
+    got = D.lbfgs_lockstep([np.zeros(6)] * 3, evaluate, maxiter=4)
+    for i in range(3):
+        ref = minimize(lambda x: f(i, x), np.zeros(6), jac=True, method="L-BFGS-B",
+                       options={"maxiter": 4}).x
+        np.testing.assert_array_equal(got[i], ref)
+    assert max(calls) == 3  # evaluations were batched
+
+
+def test_lbfgs_lockstep_propagates_errors():
+    def evaluate(idx, xs):
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        D.lbfgs_lockstep([np.zeros(2)] * 2, evaluate, maxiter=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+
+
+@pytest.mark.parametrize("name,params", [
+    ("multiple-loss", {"norm": "l1"}),
+    ("multiple-loss", {"timesteps": []}),
+    ("multiple-loss", {"timesteps": [0, 0]}),
+    ("multiple-loss", {"t0": "zero"}),
+    ("denoising-loss", {"n_repetitions": 0}),
+    ("pia", {"p": 0}),
+    ("pian", {"pian_scale": "paper"}),
+    ("gradient-masking", {"masking_ratio": 1.5}),
+    ("gradient-masking", {"unmasked": "z_t"}),
+    ("gradient-masking", {"target": "eps"}),
+    ("noise-optimization", {"final_loss": "twice"}),
+    ("noise-optimization", {"maxiter": 0}),
+    ("noise-optimization", {"joint": "yes"}),
+    ("pia", {"lp": 4}),
+])
+def test_bad_params_are_refused(name, params):
+    with pytest.raises(ConfigError):
+        CLASSES[name](**params)
+
+
+def test_timestep_outside_schedule(model):
+    with pytest.raises(ConfigError, match="outside the model's schedule"):
+        extract(model, "multiple-loss", timesteps=[1000])
