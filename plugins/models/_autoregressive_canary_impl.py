@@ -34,6 +34,15 @@ After training, the folder is written atomically in the official format (``state
 ``compression_state_dict.bin`` with ``xp.cfg`` / ``best_state``) and scored by loading it with the
 ``audiogen`` plugin's code (``AudioGenModel``, whose ``load`` calls ``AudioGen.get_pretrained``).
 
+Measured (32 folk-tune members vs 32 non-members, defaults but 150/400 steps, 2 shared cores):
+the codec uses 25/156/145/131 of 256 codes per codebook (perplexity 8/75/77/80) and 70 % of
+frames are distinct 4-tuples; training loss 5.5 -> 0.7 (150 steps) -> 0.006 (400 steps). The
+conditional Loss feature separates members perfectly (AUC 1.00 at both lengths). The CFG
+*contrast* features are weak (best: CAMIA 0.66; contrast Loss 0.35-0.39, i.e. inverted): with
+fixed crops the null condition memorises members too, since the first audio tokens identify
+the clip, so l_cond - l_null carries little membership signal. Wall times vary 2-3x with
+machine load: 400 steps took 166 s (train) + 14 s (codec), 150 steps took 421 s under load.
+
 Cache: ``harness.paths.cache_dir("canaries")/autoregressive-<key>``, key = hash of the training
 parameters, the training data's manifest hash (file contents) and ``CODE_VERSION``.
 """
@@ -42,6 +51,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import string
 import time
 from pathlib import Path
@@ -52,10 +62,14 @@ from harness.errors import ConfigError, DataError
 
 from ._audiogen_impl import COMPRESSION_FILE, LM_FILE, AudioGenModel, t5_from
 
+log = logging.getLogger(__name__)
+
 #: bump when training changes (part of the cache key)
 CODE_VERSION = "1"
 T5_DIR = "t5"
 T5_NAME = "t5-small"
+#: training frames (at most) the RVQ k-means initialisation sees
+KMEANS_FRAMES = 2048
 
 #: parameters that change the trained weights (the others only change scoring)
 TRAIN_PARAMS = ("train_data", "steps", "seed", "dim", "num_layers", "num_heads", "card",
@@ -115,7 +129,7 @@ def xp_cfg(p: dict) -> dict:
                                "final_activation_params": None},
                    "encoder": {}},
         "rvq": {"n_q": 4, "q_dropout": False, "bins": p["card"], "decay": 0.99,
-                "kmeans_init": True, "kmeans_iters": 50, "threshold_ema_dead_code": 2,
+                "kmeans_init": True, "kmeans_iters": 20, "threshold_ema_dead_code": 2,
                 "orthogonal_reg_weight": 0.0, "orthogonal_reg_active_codes_only": False},
         "no_quant": {},
         "lm_model": "transformer_lm",
@@ -150,7 +164,7 @@ class AutoregressiveCanary(AudioGenModel):
     version = "1"
     defaults = {
         "train_data": DEFAULT_TRAIN_DATA,
-        "steps": 600,
+        "steps": 300,
         "seed": 0,
         "dim": 128,
         "num_layers": 3,
@@ -296,8 +310,13 @@ class AutoregressiveCanary(AudioGenModel):
                 with torch.no_grad():
                     latents = torch.cat([comp.encoder(wav[i:i + 16])
                                          for i in range(0, len(wav), 16)])
+                    # k-means init (layer by layer, on the residuals) on a seeded subsample
+                    # of the training frames: audiocraft's kmeans holds [frames, bins, dim]
+                    frames = latents.permute(0, 2, 1).reshape(-1, latents.shape[1])
+                    g_frames = torch.Generator().manual_seed(p["seed"])
+                    pick = torch.randperm(frames.shape[0], generator=g_frames)[:KMEANS_FRAMES]
                     comp.quantizer.train()
-                    comp.quantizer(latents, comp.frame_rate)   # k-means init, layer by layer
+                    comp.quantizer(frames[pick].T[None].contiguous(), comp.frame_rate)
                     comp.eval()
                     codes = torch.cat([comp.encode(wav[i:i + 16])[0]
                                        for i in range(0, len(wav), 16)])
@@ -307,6 +326,8 @@ class AutoregressiveCanary(AudioGenModel):
                     q = counts[counts > 0] / counts.sum()
                     usage.append({"used": int((counts > 0).sum()),
                                   "perplexity": float(torch.exp(-(q * q.log()).sum()))})
+                tuples = codes.permute(0, 2, 1).reshape(-1, codes.shape[1])
+                distinct = int(torch.unique(tuples, dim=0).shape[0]) / tuples.shape[0]
                 codec_s = time.time() - t0
 
                 # LM: the solver's objective
@@ -345,6 +366,9 @@ class AutoregressiveCanary(AudioGenModel):
                     opt.step()
                     sched.step()
                     losses.append(float(loss.detach()))
+                    if (step + 1) % 100 == 0 or step + 1 == p["steps"]:
+                        log.info("autoregressive-canary: step %d/%d, loss %.3f, %.0f s",
+                                 step + 1, p["steps"], np.mean(losses[-20:]), time.time() - t1)
                 train_s = time.time() - t1
                 lm.eval()
 
@@ -360,7 +384,7 @@ class AutoregressiveCanary(AudioGenModel):
                     # CPU seconds of this process: wall time on an idle machine is about
                     # cpu_seconds / threads, whatever else was running
                     "cpu_seconds": time.process_time() - c0,
-                    "code_usage": usage,
+                    "code_usage": usage, "distinct_frame_fraction": distinct,
                     "loss_first": float(np.mean(losses[:10])),
                     "loss_last": float(np.mean(losses[-10:])),
                     "params": {k: self.params[k] for k in TRAIN_PARAMS}, "code": CODE_VERSION,
