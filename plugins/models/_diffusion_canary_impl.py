@@ -82,7 +82,8 @@ def build_tokenizer(max_length: int):
     for ch in ALPHABET:
         vocab.setdefault(ch, len(vocab))
     tok = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
-    tok.normalizer = normalizers.Sequence([normalizers.NFKD(), normalizers.Lowercase()])
+    tok.normalizer = normalizers.Sequence([normalizers.NFKD(), normalizers.StripAccents(),
+                                          normalizers.Lowercase()])
     tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     tok.post_processor = processors.TemplateProcessing(
         single="[BOS] $A [EOS]", special_tokens=[("[BOS]", 2), ("[EOS]", 3)])
@@ -207,7 +208,10 @@ class DiffusionCanary(DiffusionModel):
                                if self.params["vae_data"] is not None else samples)
             path = cache_dir("canaries") / f"diffusion-{self.cache_key(samples, vae_samples)}"
             if not (path / "training.json").is_file():
-                self._train(samples, vae_samples, path)
+                import torch
+
+                with torch.enable_grad():  # first use may come from inside provide()'s no_grad
+                    self._train(samples, vae_samples, path)
                 self.trained_now = True
             self._dir = path
         return self._dir

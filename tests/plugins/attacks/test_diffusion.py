@@ -76,7 +76,10 @@ class TinyDiffusion(DiffusionModel):
 
 @pytest.fixture(scope="module")
 def model():
-    return TinyDiffusion()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: extra threads only spin on a shared 2-core box
+    yield TinyDiffusion()
+    torch.set_num_threads(threads)
 
 
 SAMPLES = [Sample(f"s{i}", f"/nowhere/{i}.wav", caption=f"tune {i}") for i in range(4)]
@@ -250,10 +253,10 @@ def test_squared_norm(model):
 
 
 def test_t0_options_only_change_t0(model):
-    first = extract(model, "multiple-loss")
-    clean = extract(model, "multiple-loss", t0="clean")
+    first = extract(model, "multiple-loss", timesteps=[0, 100, 900])
+    clean = extract(model, "multiple-loss", timesteps=[0, 100, 900], t0="clean")
     assert not np.allclose(first["multiple-loss/0"], clean["multiple-loss/0"])
-    for t in D.CDI_TIMESTEPS[1:]:
+    for t in (100, 900):
         np.testing.assert_array_equal(first[f"multiple-loss/{t}"], clean[f"multiple-loss/{t}"])
     ctx = context(model, SAMPLES)
     assert D.alpha_bar(ctx, 0, "clean") == 1.0
@@ -261,9 +264,9 @@ def test_t0_options_only_change_t0(model):
 
 
 def test_gradient_masking_options(model):
-    code = extract(model, "gradient-masking")
-    paper = extract(model, "gradient-masking", unmasked="noised")
-    target = extract(model, "gradient-masking", target="noise")
+    code = extract(model, "gradient-masking", timesteps=[500])
+    paper = extract(model, "gradient-masking", timesteps=[500], unmasked="noised")
+    target = extract(model, "gradient-masking", timesteps=[500], target="noise")
     for other in (paper, target):
         assert not np.allclose(code["gradient-masking/500"], other["gradient-masking/500"])
     # at t=0 with t0=clean the paper's z_t is z0 itself, so both variants coincide there
