@@ -49,7 +49,6 @@ parameters, the training data's manifest hash (file contents) and ``CODE_VERSION
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import string
@@ -58,6 +57,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.canary import shuffled_batches
 from harness.errors import ConfigError, DataError
 
 from ._audiogen_impl import COMPRESSION_FILE, LM_FILE, AudioGenModel, t5_from
@@ -222,22 +222,15 @@ class AutoregressiveCanary(AudioGenModel):
         return True
 
     def _train_samples(self):
-        from harness.datasets import resolve
+        from harness.canary import training_samples
 
-        samples = resolve(self.params["train_data"])
-        if not samples:
-            raise DataError(f"autoregressive-canary: train_data {self.params['train_data']} "
-                            "is empty")
-        return samples
+        return training_samples("autoregressive-canary", self.params["train_data"])
 
     def cache_key(self, samples) -> str:
-        from harness.cache import canonical_json
-        from harness.datasets import manifest_hash
+        from harness import canary
 
-        inputs = {"plugin": "autoregressive-canary", "code": CODE_VERSION,
-                  "train": {k: self.params[k] for k in TRAIN_PARAMS},
-                  "data": manifest_hash(samples)}
-        return hashlib.blake2b(canonical_json(inputs).encode(), digest_size=16).hexdigest()
+        return canary.key("autoregressive-canary", CODE_VERSION,
+                          {k: self.params[k] for k in TRAIN_PARAMS}, samples)
 
     def checkpoint_dir(self) -> Path:
         if self._ckpt_dir is None:
@@ -339,14 +332,10 @@ class AutoregressiveCanary(AudioGenModel):
                 g = torch.Generator().manual_seed(p["seed"])
                 n = codes.shape[0]
                 bs = min(p["batch_size"], n)
-                order, cursor, losses = torch.randperm(n, generator=g), 0, []
+                batches, losses = shuffled_batches(n, bs, g), []
                 lm.train()
                 t1 = time.time()
-                for step in range(p["steps"]):
-                    if cursor + bs > n:
-                        order, cursor = torch.randperm(n, generator=g), 0
-                    idx = order[cursor:cursor + bs]
-                    cursor += bs
+                for step, idx in zip(range(p["steps"]), batches):
                     attrs = [ConditioningAttributes(text={"description": captions[i]})
                              for i in idx.tolist()]
                     attrs = lm.cfg_dropout(attrs)

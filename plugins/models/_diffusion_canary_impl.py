@@ -49,8 +49,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from harness.canary import shuffled_batches, training_samples
 from harness.contracts import CONDITION, LATENTS, NULL_CONDITION, DiffusionModel
-from harness.errors import ConfigError, DataError, ModelLoadError
+from harness.errors import ConfigError, ModelLoadError
 
 from . import _audio
 
@@ -176,25 +177,16 @@ class DiffusionCanary(DiffusionModel):
 
     @staticmethod
     def _resolve(ref: dict, what: str):
-        from harness.datasets import resolve
-
-        samples = resolve(ref)
-        if not samples:
-            raise DataError(f"diffusion-canary: {what} {ref} has no samples")
-        return samples
+        return training_samples("diffusion-canary", ref, what)
 
     def cache_key(self, samples, vae_samples) -> str:
-        import hashlib
-
-        from harness.cache import canonical_json
+        from harness import canary
         from harness.datasets import manifest_hash
 
-        inputs = {"plugin": "diffusion-canary", "code": CODE_VERSION,
-                  "train": {k: self.params[k] for k in TRAIN_PARAMS},
-                  "data": manifest_hash(samples),
-                  "vae_data": manifest_hash(vae_samples) if vae_samples is not None else None,
-                  "mel": [_audio.SAMPLE_RATE, _audio.N_FFT, _audio.HOP_LENGTH, _audio.N_MELS]}
-        return hashlib.blake2b(canonical_json(inputs).encode(), digest_size=16).hexdigest()
+        return canary.key(
+            "diffusion-canary", CODE_VERSION, {k: self.params[k] for k in TRAIN_PARAMS}, samples,
+            vae_data=manifest_hash(vae_samples) if vae_samples is not None else None,
+            mel=[_audio.SAMPLE_RATE, _audio.N_FFT, _audio.HOP_LENGTH, _audio.N_MELS])
 
     def checkpoint_dir(self) -> Path:
         """The cached diffusers folders, training them first if absent."""
@@ -402,13 +394,9 @@ class DiffusionCanary(DiffusionModel):
                 opt, lambda s: min(1.0, (s + 1) / max(1, p["warmup_steps"])))
             unet.train()
             n, B = mean.shape[0], min(p["batch_size"], mean.shape[0])
-            order, cursor, losses = torch.randperm(n, generator=g), 0, []
+            batches, losses = shuffled_batches(n, B, g), []
             t1 = time.time()
-            for step in range(p["steps"]):
-                if cursor + B > n:
-                    order, cursor = torch.randperm(n, generator=g), 0
-                idx = order[cursor:cursor + B]
-                cursor += B
+            for step, idx in zip(range(p["steps"]), batches):
                 z0 = mean[idx]
                 if p["train_latents"] == "sample":
                     z0 = z0 + std[idx] * torch.randn(z0.shape, generator=g)

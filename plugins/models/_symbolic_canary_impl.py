@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.canary import shuffled_batches
 from harness.errors import ConfigError, DataError
 
 from . import _figaro_remi as remi
@@ -97,23 +98,15 @@ class SymbolicCanary(FigaroModel):
     # -- training data and cache key -----------------------------------------------------------
 
     def _train_samples(self):
-        from harness.datasets import resolve
+        from harness.canary import training_samples
 
-        samples = resolve(self.params["train_data"])
-        if not samples:
-            raise DataError(f"symbolic-canary: train_data {self.params['train_data']} is empty")
-        return samples
+        return training_samples("symbolic-canary", self.params["train_data"])
 
     def cache_key(self, samples) -> str:
-        import hashlib
+        from harness import canary
 
-        from harness.cache import canonical_json
-        from harness.datasets import manifest_hash
-
-        inputs = {"plugin": "symbolic-canary", "code": CODE_VERSION,
-                  "train": {k: self.params[k] for k in TRAIN_PARAMS},
-                  "data": manifest_hash(samples)}
-        return hashlib.blake2b(canonical_json(inputs).encode(), digest_size=16).hexdigest()
+        return canary.key("symbolic-canary", CODE_VERSION,
+                          {k: self.params[k] for k in TRAIN_PARAMS}, samples)
 
     def checkpoint_dir(self) -> Path:
         if self._ckpt_dir is None:
@@ -201,14 +194,9 @@ class SymbolicCanary(FigaroModel):
             loss_fn = torch.nn.CrossEntropyLoss(ignore_index=0)
             model.train()
             n = X.shape[0]
-            order = torch.randperm(n, generator=g)
-            cursor, losses = 0, []
+            batches, losses = shuffled_batches(n, p["batch_size"], g), []
             t1, c1 = time.time(), time.process_time()
-            for step in range(p["steps"]):
-                if cursor + p["batch_size"] > n:
-                    order, cursor = torch.randperm(n, generator=g), 0
-                idx = order[cursor:cursor + p["batch_size"]]
-                cursor += p["batch_size"]
+            for step, idx in zip(range(p["steps"]), batches):
                 x, bars, pos = X[idx, :C], BAR[idx, :C], POS[idx, :C]
                 logits = model(x, bars, pos, description=D[idx], desc_bar_ids=DB[idx])
                 loss = loss_fn(logits.reshape(-1, logits.shape[-1]), X[idx, 1:].reshape(-1))
