@@ -340,7 +340,8 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
     import torch
 
     torch.manual_seed(suite.seed)
-    cache_root = Path(suite.cache_dir).expanduser().resolve()
+    cache_root = Path(suite.cache_dir or os.environ.get("HARNESS_CACHE_DIR")
+                      or ".harness-cache").expanduser().resolve()
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = Path(suite.output_dir) / suite.name / f"{stamp}-{secrets.token_hex(3)}"
     results = {

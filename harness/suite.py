@@ -114,7 +114,8 @@ class Suite(_Strict):
     seed: int = 0
     device: str = "cpu"
     batch_size: int = Field(default=8, gt=0)
-    cache_dir: str = ".harness-cache"
+    #: feature cache, trained canaries, rendered data; default $HARNESS_CACHE_DIR or ./.harness-cache
+    cache_dir: str | None = None
     output_dir: str = "results"
     models: dict[str, ModelEntry]
     data: dict[str, DataEntry]
