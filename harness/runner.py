@@ -377,6 +377,10 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
                     info = plugins.get("aggregator", agg.plugin)
                     if info.family not in ("any", family):
                         continue
+                    if agg.features != "all" and not {r.label for r in runs} & set(agg.features):
+                        echo(f"warning: aggregator '{agg.label}': none of its features "
+                             f"{agg.features} ran on {model_name}; skipped")
+                        continue
                     echo(f"[evaluate] DI {agg.label} on {model_name} × {data_name}")
                     res = evaluate_di(suite, agg, info, runs, feats["members"], feats["nonmembers"])
                     res.update({"model": model_name, "data": data_name})

@@ -145,3 +145,12 @@ def test_mlflow_unreachable_keeps_results(tmp_path, toy, capsys):
     out = runner.run(s, log=True, echo=messages.append)
     assert (out / "results.json").exists() and not (out / "mlflow.json").exists()
     assert any("harness log" in m for m in messages)
+
+
+def test_aggregator_without_features_for_a_model_is_skipped(tmp_path, toy):
+    s = suite_mod.loads(_suite_text(tmp_path), overrides=["aggregators.0.features=[my-attack]",
+                                                          "attacks.2.models=[]"])
+    messages = []
+    out = runner.run(s, log=False, echo=messages.append)
+    res = json.loads((out / "results.json").read_text())
+    assert res["di"] == [] and any("skipped" in m for m in messages)
