@@ -24,6 +24,7 @@ mlflow is imported inside functions only: importing it costs seconds.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -358,17 +359,31 @@ def _child_tags(parent_id: str, **tags) -> dict:
     return out
 
 
+@contextlib.contextmanager
+def _child_run(client, exp_id: str, name: str, tags: dict, stage: Path):
+    """A nested run that ends FINISHED after the block, or FAILED (and re-raises) if it fails.
+    Yields (run id, an empty staging folder whose files are logged as its artifacts)."""
+    run_id = client.create_run(exp_id, run_name=name, tags=tags).info.run_id
+    try:
+        art = stage / run_id
+        art.mkdir()
+        yield run_id, art
+        client.log_artifacts(run_id, str(art))
+    except BaseException:
+        _fail(client, run_id)
+        raise
+    client.set_terminated(run_id, "FINISHED")
+
+
 def _log_mia(client, exp_id: str, parent_id: str, results_dir: Path, entry: dict,
              stage: Path) -> str:
     target = float(entry.get("target_fpr", 0.01))
     tkey = fpr_key(target)
     name = f"{entry['model']} × {entry['data']} × {entry['attack']}"
-    run = client.create_run(exp_id, run_name=name, tags=_child_tags(
-        parent_id, kind="mia", model=entry["model"], attack=entry["attack"],
-        family=entry.get("family"), data=entry["data"], plugin=entry.get("plugin"),
-        selected_feature=entry.get("selected_feature")))
-    run_id = run.info.run_id
-    try:
+    tags = _child_tags(parent_id, kind="mia", model=entry["model"], attack=entry["attack"],
+                       family=entry.get("family"), data=entry["data"], plugin=entry.get("plugin"),
+                       selected_feature=entry.get("selected_feature"))
+    with _child_run(client, exp_id, name, tags, stage) as (run_id, art):
         params = {k: str(entry.get(k)) for k in ("n_members", "n_nonmembers", "target_fpr")}
         if entry.get("selection") is not None:  # how selected_feature was chosen
             params["selection"] = _param_value(entry["selection"])
@@ -385,8 +400,6 @@ def _log_mia(client, exp_id: str, parent_id: str, results_dir: Path, entry: dict
                 metrics.append((metric_key("feature", s, suffix), _num(f.get(src)), 0))
         _log_batch(client, run_id, [m for m in metrics if m[1] is not None], params=params)
 
-        art = stage / run_id
-        art.mkdir()
         atomic.write_json(art / "params.json", entry.get("params") or {})
         atomic.write_json(art / "per_feature.json",
                           [dict(f, metric_name=s) for f, s in zip(per_feature, safe)])
@@ -397,21 +410,14 @@ def _log_mia(client, exp_id: str, parent_id: str, results_dir: Path, entry: dict
             roc_plot(art / "roc.png", scores["member_scores"], scores["nonmember_scores"],
                      title=name, target_fpr=target)
             _scores_csv(art / "scores.csv", scores)
-        client.log_artifacts(run_id, str(art))
-    except BaseException:
-        _fail(client, run_id)
-        raise
-    client.set_terminated(run_id, "FINISHED")
     return run_id
 
 
 def _log_di(client, exp_id: str, parent_id: str, entry: dict, stage: Path) -> str:
     name = f"{entry['model']} × {entry['data']} × DI {entry['aggregator']}"
-    run = client.create_run(exp_id, run_name=name, tags=_child_tags(
-        parent_id, kind="di", model=entry["model"], aggregator=entry["aggregator"],
-        family=entry.get("family"), data=entry["data"], plugin=entry.get("plugin")))
-    run_id = run.info.run_id
-    try:
+    tags = _child_tags(parent_id, kind="di", model=entry["model"], aggregator=entry["aggregator"],
+                       family=entry.get("family"), data=entry["data"], plugin=entry.get("plugin"))
+    with _child_run(client, exp_id, name, tags, stage) as (run_id, art):
         per_n = entry.get("per_n") or []
         null_per_n = entry.get("null_per_n") or []
         params = {"alpha": str(entry.get("alpha")), "draws": str(entry.get("draws")),
@@ -430,8 +436,6 @@ def _log_di(client, exp_id: str, parent_id: str, entry: dict, stage: Path) -> st
                             (f"{prefix}frac_reject", _num(r.get("frac_reject")), r["n"])]
         _log_batch(client, run_id, [m for m in metrics if m[1] is not None], params=params)
 
-        art = stage / run_id
-        art.mkdir()
         atomic.write_json(art / "params.json", entry.get("params") or {})
         atomic.write_json(art / "per_n.json", {"alpha": entry.get("alpha"), "per_n": per_n,
                                                "null_per_n": null_per_n})
@@ -440,11 +444,6 @@ def _log_di(client, exp_id: str, parent_id: str, entry: dict, stage: Path) -> st
 
             pvalue_plot(art / "pvalue_vs_n.png", per_n, alpha=float(entry.get("alpha", 0.01)),
                         null_per_n=null_per_n, title=name, min_n=entry.get("min_n"))
-        client.log_artifacts(run_id, str(art))
-    except BaseException:
-        _fail(client, run_id)
-        raise
-    client.set_terminated(run_id, "FINISHED")
     return run_id
 
 
