@@ -183,6 +183,37 @@ class DiffusionModel(Model):
     def outputs(self) -> set[str]:
         return {LATENTS, CONDITION, NULL_CONDITION}
 
+    def provide(self, samples: Sequence[Sample], needs: set[str], ctx: "BatchContext") -> dict:
+        """Encode each sample once for all the cell's attacks: its latent (``encode_audio``), its
+        caption (``encode_text``) and, from that, the null condition (``null_condition``).
+        Models whose outputs are not built that way override this."""
+        import torch
+
+        out: dict = {}
+        with torch.no_grad():
+            if LATENTS in needs:
+                out[LATENTS] = self.encode_audio([s.path for s in samples], ctx)
+            if CONDITION in needs or NULL_CONDITION in needs:
+                cond = self.encode_text([s.caption for s in samples])
+                if CONDITION in needs:
+                    out[CONDITION] = cond
+                if NULL_CONDITION in needs:
+                    out[NULL_CONDITION] = self.null_condition(cond)
+        return out
+
+    def encode_audio(self, paths: Sequence[str], ctx: "BatchContext") -> "torch.Tensor":
+        """Latents [B, ...] of the audio files (for the default ``provide``)."""
+        raise NotImplementedError
+
+    def encode_text(self, captions: Sequence[str]) -> dict:
+        """The captions' condition, batch-first tensors (for the default ``provide``)."""
+        raise NotImplementedError
+
+    def null_condition(self, condition: dict) -> dict:
+        """The model's own null condition, shaped like ``condition`` (for the default
+        ``provide``)."""
+        raise NotImplementedError
+
     def alphas_cumprod(self) -> "torch.Tensor":
         """Cumulative product of alphas, shape [num_train_timesteps], float64 on CPU."""
         raise NotImplementedError

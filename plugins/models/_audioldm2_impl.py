@@ -50,7 +50,7 @@ from typing import Iterable, Sequence
 
 import torch
 
-from harness.contracts import CONDITION, LATENTS, NULL_CONDITION, DiffusionModel
+from harness.contracts import DiffusionModel
 from harness.errors import ConfigError, ModelLoadError
 
 from . import _audio
@@ -290,19 +290,6 @@ class AudioLDM2(DiffusionModel):
     def prediction_type(self) -> str:
         return self.scheduler.config.prediction_type
 
-    def provide(self, samples, needs, ctx) -> dict:
-        out: dict = {}
-        with torch.no_grad():
-            if LATENTS in needs:
-                out[LATENTS] = self.encode_audio([s.path for s in samples], ctx)
-            if CONDITION in needs or NULL_CONDITION in needs:
-                cond = self.encode_text([s.caption for s in samples])
-                if CONDITION in needs:
-                    out[CONDITION] = cond
-                if NULL_CONDITION in needs:
-                    out[NULL_CONDITION] = self.null_condition(cond, len(samples))
-        return out
-
     def encode_audio(self, paths: Sequence[str], ctx=None) -> torch.Tensor:
         vae = self.m["vae"]
         mel = torch.cat([_audio.mel_for("audioldm2", p) for p in paths])  # [B, 1024, 64]
@@ -363,7 +350,8 @@ class AudioLDM2(DiffusionModel):
                 "encoder_hidden_states_1": t5.to(dtype),
                 "encoder_attention_mask_1": t5_mask}
 
-    def null_condition(self, cond: dict, batch: int) -> dict:
+    def null_condition(self, cond: dict, batch: int | None = None) -> dict:
+        batch = cond["encoder_hidden_states"].shape[0] if batch is None else batch
         dtype = DTYPES[self.params["dtype"]]
         length = cond["encoder_hidden_states_1"].shape[1]
         if self.params["null_condition"] == "trained":

@@ -52,7 +52,7 @@ from pathlib import Path
 
 import torch
 
-from harness.contracts import CONDITION, LATENTS, NULL_CONDITION, DiffusionModel
+from harness.contracts import DiffusionModel
 from harness.errors import ConfigError, ModelLoadError
 
 from . import _audio
@@ -357,7 +357,7 @@ class Tango(DiffusionModel):
         from diffusers import AutoencoderKL, UNet2DConditionModel
         from transformers import AutoTokenizer, T5Config, T5EncoderModel
 
-        name, dtype, dev = self._name(), DTYPES[self.params["dtype"]], self.device
+        dtype, dev = DTYPES[self.params["dtype"]], self.device
         # STFT buffers: check the basis, keep the trained mel filterbank
         stft = torch_load(self.root / "pytorch_model_stft.bin")
         keys = {"stft_fn.forward_basis", "stft_fn.inverse_basis", "mel_basis"}
@@ -445,19 +445,6 @@ class Tango(DiffusionModel):
     @property
     def prediction_type(self) -> str:
         return self.scheduler_cfg.get("prediction_type", "epsilon")
-
-    def provide(self, samples, needs, ctx) -> dict:
-        out: dict = {}
-        with torch.no_grad():
-            if LATENTS in needs:
-                out[LATENTS] = self.encode_audio([s.path for s in samples], ctx)
-            if CONDITION in needs or NULL_CONDITION in needs:
-                cond = self.encode_text([s.caption for s in samples])
-                if CONDITION in needs:
-                    out[CONDITION] = cond
-                if NULL_CONDITION in needs:
-                    out[NULL_CONDITION] = self.null_condition(cond)
-        return out
 
     def encode_audio(self, paths, ctx=None) -> torch.Tensor:
         vae, basis = self.m["vae"], self.m["mel_basis"]
