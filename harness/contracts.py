@@ -316,9 +316,6 @@ class BatchContext:
             self._memo[key] = compute()
         return self._memo[key]
 
-    def has_shared(self, key: Any) -> bool:
-        return key in self._memo
-
     def seeds(self, purpose: str) -> list[int]:
         return [sample_seed(self.seed, s.id, purpose) for s in self.samples]
 

@@ -16,9 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import SuiteError, did_you_mean
 
-FAMILIES = ("autoregressive", "diffusion")
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
