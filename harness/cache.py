@@ -21,7 +21,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from . import atomic
-from .errors import CacheMismatchError
+from .errors import CacheMismatchError, DataError
 
 
 def canonical_json(obj) -> str:
@@ -49,9 +49,12 @@ def sample_hash(path: str, caption: str = "") -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update(caption.encode())
     h.update(b"\x00")
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as exc:
+        raise DataError(f"cannot read sample file {path}: {exc}") from exc
     return h.hexdigest()
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from typing import Mapping
 
 from . import plugins
@@ -34,22 +33,13 @@ def resolve(ref: Mapping) -> list[Sample]:
     return ds.samples(ref["split"])
 
 
-def manifest_hash(samples: list[Sample], content: bool = True) -> str:
-    """Hash of ids, captions and file contents: the cache key's view of a dataset split.
+def manifest_hash(samples: list[Sample]) -> str:
+    """Hash of ids, captions and file contents: the view of a dataset split that keys a trained
+    canary. Content hashing (per sample, as the feature cache does) is what keeps the cache
+    safe when a user re-renders or replaces files under the same names."""
+    from .cache import sample_hash
 
-    Content hashing (blake2b of every file) is what makes the cache safe when a user re-renders or
-    replaces files under the same names."""
     h = hashlib.blake2b(digest_size=16)
     for s in samples:
-        h.update(json.dumps([s.id, s.caption], ensure_ascii=False).encode())
-        if content:
-            try:
-                with open(s.path, "rb") as fh:
-                    for chunk in iter(lambda: fh.read(1 << 20), b""):
-                        h.update(chunk)
-            except OSError as exc:
-                raise DataError(f"sample '{s.id}': cannot read {s.path}: {exc}") from exc
-        else:
-            st = os.stat(s.path)
-            h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+        h.update(json.dumps([s.id, sample_hash(s.path, s.caption)], ensure_ascii=False).encode())
     return h.hexdigest()

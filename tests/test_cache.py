@@ -87,3 +87,10 @@ def test_no_partial_files_left(tmp_path, monkeypatch):
         cache.write(["a"], ["h"], {"loss": np.array([1.0])})
     leftovers = [p.name for p in cache.dir.iterdir() if p.name != "meta.json"]
     assert leftovers == []
+
+
+def test_unreadable_sample_is_a_named_error(tmp_path):
+    from harness.errors import DataError
+
+    with pytest.raises(DataError, match="cannot read sample file"):
+        sample_hash(str(tmp_path / "missing.wav"))
