@@ -7,7 +7,9 @@ Gaussians, members shifted by a small amount), the paper's grid of n up to 10,00
 
 The straightforward version runs one scikit-learn / scipy call chain per draw (StandardScaler +
 LogisticRegression + ttest_ind, or MinMaxScaler + sum + ttest_ind). It is timed on a few draws
-per n and extrapolated linearly to all draws (the printed output says so).
+per n and extrapolated linearly to all draws (the printed output says so). ``run_di`` spreads the
+grid over its default number of threads (one per core); the loop is the single-threaded script
+a user would write.
 
     python benchmarks/di_stats.py            # full: 1,000 draws per n
     python benchmarks/di_stats.py --quick    # 100 draws per n, for a smoke run
@@ -26,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.di import default_grid, run_di  # noqa: E402
+from harness.di import _workers, default_grid, run_di  # noqa: E402
 from plugins.aggregators._dataset_inference_impl import CDIHeldOut, MinMaxSum  # noqa: E402
 
 TARGETS = {"cdi": 60.0, "minmax-sum": 5.0}
@@ -87,7 +89,8 @@ def main(argv=None) -> int:
     grid = default_grid(N)
     print(f"DI benchmark: {N:,} + {N:,} samples x {d} features, {len(grid)} n values "
           f"({grid[0]}..{grid[-1]}), {draws} draws per n, member shift {args.shift}")
-    print(f"cores: {os.cpu_count()}, load average at start: "
+    print(f"cores: {os.cpu_count()}, run_di threads: {_workers(None)} (its default; the loop "
+          "runs on one), load average at start: "
           f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     rows = []
     for name, agg, loop in (("minmax-sum", MinMaxSum(), loop_minmax),

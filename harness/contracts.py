@@ -268,11 +268,14 @@ class Aggregator(Configurable):
     (features already oriented so that higher = member) to one p-value per draw.
 
     ``pvalues`` is vectorised over draws: P and U are [R, n, d]; return p-values [R]. The core
-    owns the grid of n, the draws, the null control and the minimum-n rule.
+    owns the grid of n, the draws, the null control and the minimum-n rule, and spreads the grid
+    over threads: ``pvalues`` may run in several threads at once (each call with its own rng),
+    so an aggregator that mutates state in it sets ``thread_safe = False``.
     """
 
     plugin_kind = "aggregator"
     family: ClassVar[str] = "any"
+    thread_safe: ClassVar[bool] = True
 
     def pvalues(self, P: np.ndarray, U: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError

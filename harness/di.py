@@ -16,12 +16,17 @@ way (attacks.md §6.2, §7):
 
 Optional fast path (beyond the ``Aggregator`` contract): an aggregator may define
 ``pooled(A, B)`` returning an object whose ``pvalues(mask_P [R, Na], mask_U [R, Nb], rng)`` gives
-the same p-values as ``pvalues`` on the gathered rows; ``run_di`` uses it once n >= N/8, where
-gathering [R, n, d] copies costs more than working on the pools (MinMaxSum has one).
+the same p-values as ``pvalues`` on the gathered rows; ``run_di`` uses it once draws are made
+as masks (n >= N/64, ``MASK_FRACTION``), so both paths see the same draws (MinMaxSum has one).
+
+Concurrency: the (n, main or null) cells of the grid run on a thread pool. ``pvalues`` of an
+aggregator is therefore called from several threads at once, each call with its own ``rng``;
+an aggregator that keeps mutable state between calls must set ``thread_safe = False``.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import numpy as np
@@ -32,9 +37,47 @@ __all__ = ["default_grid", "run_di", "sample_subsets", "sample_masks"]
 
 #: bytes of gathered features (P and U together) processed per chunk of draws
 CHUNK_BYTES = 16 * 2**20
-#: an aggregator with a pooled fast path gets it once n reaches this fraction of the pool: from
-#: there on, masks over the pool are cheaper than gathering [R, n, d] copies
-POOLED_FRACTION = 1 / 8
+#: from this fraction of the pool on, a draw is made as a mask over the pool (O(N) per draw)
+#: rather than as a list of indices, and an aggregator's pooled fast path takes over, which on
+#: 10,000 x 25 costs about what gathering the [R, n, d] copies does at this n and less above
+MASK_FRACTION = 1 / 64
+#: most threads ``run_di`` spreads the grid over by default
+MAX_WORKERS = 8
+#: at most this many proposals (row positions) are held at once while picking rows
+PROPOSALS = 1 << 22
+#: a mask taking at least this fraction of the free rows starts from a Bernoulli draw
+BERNOULLI_FRACTION = 1 / 8
+
+
+def _as_masks(k: int, N: int) -> bool:
+    """Whether k rows of a pool of N are drawn as a mask (and pooled fast paths apply)."""
+    return k >= MASK_FRACTION * N
+
+
+def _workers(requested: int | None) -> int:
+    if requested is not None:
+        if int(requested) < 1:
+            raise ConfigError(f"workers must be >= 1, got {requested}")
+        return int(requested)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_WORKERS))
+
+
+def _map(fn, tasks: list[tuple], workers: int) -> list:
+    """``[fn(*t) for t in tasks]``, on ``workers`` threads when more than one. Each thread then
+    gets one BLAS thread, so the threads do not fight over the cores inside matrix products."""
+    if workers == 1 or len(tasks) < 2:
+        return [fn(*t) for t in tasks]
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"), \
+            ThreadPoolExecutor(max_workers=min(workers, len(tasks))) as ex:
+        return list(ex.map(lambda t: fn(*t), tasks))
 
 
 def default_grid(max_n: int) -> list[int]:
@@ -56,7 +99,7 @@ def sample_subsets(rng: np.random.Generator, N: int, n: int, reps: int) -> np.nd
     """
     if not 0 < n <= N:
         raise ValueError(f"cannot draw {n} of {N} without replacement")
-    if n * 64 > N:  # large n: a mask (O(N) per row) beats sorting the proposals
+    if _as_masks(n, N):  # large n: a mask (O(N) per row) beats sorting the proposals
         (mask,) = sample_masks(rng, N, (n,), reps)
         return np.nonzero(mask)[1].reshape(reps, n)
     idx = rng.integers(0, N, size=(reps, n))
@@ -73,36 +116,75 @@ def sample_subsets(rng: np.random.Generator, N: int, n: int, reps: int) -> np.nd
         rows = rows[has]
 
 
-def _add_to_mask(rng: np.random.Generator, taken: np.ndarray, k: int) -> np.ndarray:
-    """A mask of exactly k rows per draw among those not ``taken`` [R, N], uniform over such
-    subsets: propose uniform rows, keep the first ``deficit`` proposals per draw, drop those already
-    taken, repeat. Membership tests are all the procedure looks at, so its law is invariant under
-    relabelling the free rows, hence uniform; each round costs O(N) boolean work per draw."""
-    reps, N = taken.shape
-    new = np.zeros_like(taken)
-    rows = np.arange(reps)
-    deficit = np.full(reps, k)
+def _first_occurrences(prop: np.ndarray) -> np.ndarray:
+    """[m, w] bool: True where a row's entry is the first of its value in that row."""
+    order = np.argsort(prop, axis=1, kind="stable")
+    s = np.take_along_axis(prop, order, axis=1)
+    first_sorted = np.ones(prop.shape, dtype=bool)
+    first_sorted[:, 1:] = s[:, 1:] != s[:, :-1]
+    first = np.empty_like(first_sorted)
+    np.put_along_axis(first, order, first_sorted, axis=1)
+    return first
+
+
+def _pick(rng: np.random.Generator, eligible: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """[R, N] mask with exactly ``counts[r]`` rows picked among ``eligible[r]``, uniform over
+    such subsets.
+
+    Rows are proposed uniformly at random and a proposal is accepted if it is eligible and not
+    picked yet (sampling without replacement by rejection). While most rows are acceptable, a
+    round proposes exactly each row's deficit, so it can never pick too many; once acceptance is
+    rare (a short list of eligible rows), a round proposes enough for the whole deficit and
+    keeps only the first ``deficit`` distinct acceptable proposals, in proposal order. Either
+    way the procedure only looks at which proposals are equal and acceptable, so its law is
+    invariant under relabelling the eligible rows: the picked set is uniform."""
+    R, N = eligible.shape
+    picked = np.zeros_like(eligible)
+    counts = np.asarray(counts, dtype=np.int64)
+    deficit = counts.copy()
+    avail = np.count_nonzero(eligible, axis=1).astype(np.int64)
+    if (deficit > avail).any():
+        raise ValueError("cannot pick more rows than are eligible")
+    eligible_flat, picked_flat = eligible.reshape(-1), picked.reshape(-1)
+    rows = np.flatnonzero(deficit > 0)
     while rows.size:
-        width = int(deficit.max())
-        prop = rng.integers(0, N, size=(rows.size, width))
-        use = np.arange(width)[None, :] < deficit[:, None]
-        r = np.broadcast_to(rows[:, None], prop.shape)[use]
-        c = prop[use]
-        free = ~taken[r, c]
-        new[r[free], c[free]] = True
-        count = np.count_nonzero(new if rows.size == reps else new[rows], axis=1)
-        deficit = k - count
-        keep = deficit > 0
-        rows, deficit = rows[keep], deficit[keep]
-    return new
+        d, a = deficit[rows], avail[rows]
+        exact = 3 * a.min() >= 2 * N
+        if exact:  # acceptance >= 2/3: propose each row's deficit, so none can overshoot
+            prop = rng.integers(0, N, size=(rows.size, int(d.max())))
+            ok = np.arange(prop.shape[1])[None, :] < d[:, None]
+        else:  # proposals per acceptance ~ N / a: enough for the deficit, a quarter more
+            width = int(np.ceil((d * N / a).max() * 1.25)) + 4
+            prop = rng.integers(0, N, size=(rows.size, max(1, min(width, PROPOSALS // rows.size))))
+            ok = _first_occurrences(prop)
+        flat = prop + (rows * N)[:, None]          # positions in the raveled [R, N] arrays
+        ok &= eligible_flat[flat] & ~picked_flat[flat]
+        if not exact:
+            ok &= np.cumsum(ok, axis=1) <= d[:, None]
+        picked_flat[flat[ok]] = True
+        if exact:  # a repeated proposal was acceptable twice: count what was set
+            got = np.count_nonzero(picked if rows.size == R else picked[rows], axis=1)
+            got -= counts[rows] - d
+        else:
+            got = np.count_nonzero(ok, axis=1)
+        deficit[rows] -= got
+        avail[rows] -= got
+        rows = rows[deficit[rows] > 0]
+    return picked
 
 
 def sample_masks(rng: np.random.Generator, N: int, sizes: Sequence[int],
                  reps: int) -> list[np.ndarray]:
     """Disjoint boolean masks [reps, N] with exactly ``sizes[k]`` True per row, uniform over such
-    disjoint subsets: one after the other, each a uniform subset of the rows still free. A mask
-    taking more than half of the free rows is drawn as the free rows minus a uniform subset of
-    the rest, so rejection never has to hit the last few free rows (coupon collector)."""
+    disjoint subsets: one after the other, each a uniform subset of the rows still free.
+
+    Of a mask and its complement among the free rows, the smaller (j rows) is drawn. A small
+    one is picked by rejection (``_pick``); from an eighth of the free rows on, a Bernoulli draw
+    of the free rows at rate j / free comes first, then the surplus is removed (a uniform subset
+    of the drawn rows) or the shortfall added (a uniform subset of the free rows not drawn):
+    about sqrt(j) rows, so O(N) per row whatever j, where rejection alone slows down as the
+    rows it may still pick run out. Every step looks only at which rows are free and drawn, so
+    the law is invariant under relabelling the free rows: uniform over j-subsets of them."""
     sizes = [int(k) for k in sizes]
     if not 0 < sum(sizes) <= N or min(sizes) < 0:
         raise ValueError(f"cannot draw {sum(sizes)} of {N} without replacement")
@@ -110,11 +192,20 @@ def sample_masks(rng: np.random.Generator, N: int, sizes: Sequence[int],
     out = []
     free = N
     for k in sizes:
-        if 2 * k > free:
-            left_out = _add_to_mask(rng, taken, free - k)
-            m = ~(taken | left_out)
+        allowed = ~taken
+        j = min(k, free - k)
+        if j == 0:
+            m = np.zeros_like(taken)
+        elif j < BERNOULLI_FRACTION * free:
+            m = _pick(rng, allowed, np.full(reps, j))
         else:
-            m = _add_to_mask(rng, taken, k)
+            m = rng.integers(0, 65536, size=(reps, N), dtype=np.uint16) < round(65536 * j / free)
+            m &= allowed
+            surplus = np.count_nonzero(m, axis=1) - j
+            m &= ~_pick(rng, m, np.maximum(surplus, 0))
+            m |= _pick(rng, allowed & ~m, np.maximum(-surplus, 0))
+        if j != k:
+            m = allowed & ~m
         taken |= m
         free -= k
         out.append(m)
@@ -154,7 +245,7 @@ def _pvalues(aggregator, A: np.ndarray, B: np.ndarray | None, n: int, draws: int
                 (mP,) = sample_masks(rng, Na, (n,), c)
                 (mU,) = sample_masks(rng, B.shape[0], (n,), c)
             p = pooled.pvalues(mP, mU, rng)
-        elif null and 2 * n * 64 > Na:  # the same draws the pooled path would make
+        elif null and _as_masks(2 * n, Na):  # the same draws the pooled path would make
             mP, mU = sample_masks(rng, Na, (n, n), c)
             p = aggregator.pvalues(A[np.nonzero(mP)[1].reshape(c, n)],
                                    A[np.nonzero(mU)[1].reshape(c, n)], rng)
@@ -194,7 +285,7 @@ def binomial_upper(k: int, total: int, level: float = 0.95) -> float:
 
 def run_di(aggregator, members: np.ndarray, nonmembers: np.ndarray, n_grid: Sequence[int],
            draws: int = 1000, alpha: float = 0.01, seed: int = 0,
-           null_control: bool = True) -> dict:
+           null_control: bool = True, workers: int | None = None) -> dict:
     """Run one aggregator over the grid of n. Features must already be oriented (higher = member).
 
     Per n (sizes larger than the pools are skipped): ``draws`` draws, p-values from
@@ -202,7 +293,9 @@ def run_di(aggregator, members: np.ndarray, nonmembers: np.ndarray, n_grid: Sequ
     p = 1 and is counted in ``undefined``. Rows are shuffled once up front, so an aggregator that
     splits a draw by position splits it at random whatever the order of the input data. Each n
     uses its own random stream derived from (seed, n), so a result for one n does not depend on
-    the rest of the grid. NaN features are replaced by pooled column medians.
+    the rest of the grid, nor on which of the ``workers`` threads computed it (default: one per
+    core available to the process, at most ``MAX_WORKERS``; numpy releases the GIL in the work
+    that matters). NaN features are replaced by pooled column medians.
 
     Returns a JSON-able dict: ``per_n`` and ``null_per_n`` (rows n, mean_p, median_p, frac_reject,
     draws, undefined), ``min_n`` (smallest n with mean p <= alpha, None if none), ``min_n_frac``
@@ -233,31 +326,29 @@ def run_di(aggregator, members: np.ndarray, nonmembers: np.ndarray, n_grid: Sequ
     # optional fast path: an aggregator may offer ``pooled(A, B)`` returning an object whose
     # ``pvalues(mask_P [R, Na], mask_U [R, Nb], rng)`` equals ``pvalues`` on the gathered rows
     has_pooled = callable(getattr(aggregator, "pooled", None))
-    pools: dict = {}
-
-    def pooled_for(key, n, N):
-        if not has_pooled or n < POOLED_FRACTION * N:
-            return None
-        if key not in pools:
-            pools[key] = (aggregator.pooled(members, nonmembers) if key == "main"
-                          else aggregator.pooled(nonmembers, nonmembers))
-        return pools[key]
-
-    per_n, null_per_n = [], []
-    null_rejects = null_total = 0
+    tasks = []  # (n, null?, pool key or None)
     for n in grid:
         if n > min(Nm, Nu):
             continue
-        p = _pvalues(aggregator, members, nonmembers, n, draws,
-                     np.random.default_rng([seed, n, 0]), pooled_for("main", n, min(Nm, Nu)))
-        per_n.append(_summary(n, p, alpha))
+        tasks.append((n, False, "main" if has_pooled and _as_masks(n, min(Nm, Nu)) else None))
         if null_control and 2 * n <= Nu:
-            q = _pvalues(aggregator, nonmembers, None, n, draws,
-                         np.random.default_rng([seed, n, 1]), pooled_for("null", 2 * n, Nu))
-            row = _summary(n, q, alpha)
-            null_per_n.append(row)
-            null_rejects += int(round(row["frac_reject"] * row["draws"]))
-            null_total += row["draws"]
+            tasks.append((n, True, "null" if has_pooled and _as_masks(2 * n, Nu) else None))
+    pools = {}
+    if any(key == "main" for *_, key in tasks):
+        pools["main"] = aggregator.pooled(members, nonmembers)
+    if any(key == "null" for *_, key in tasks):
+        pools["null"] = aggregator.pooled(nonmembers, nonmembers)
+
+    def task(n, null, key):
+        p = _pvalues(aggregator, nonmembers if null else members, None if null else nonmembers,
+                     n, draws, np.random.default_rng([seed, n, int(null)]), pools.get(key))
+        return _summary(n, p, alpha)
+
+    rows = _map(task, tasks, _workers(workers) if getattr(aggregator, "thread_safe", True) else 1)
+    per_n = [row for (_, null, _), row in zip(tasks, rows) if not null]
+    null_per_n = [row for (_, null, _), row in zip(tasks, rows) if null]
+    null_rejects = sum(int(round(r["frac_reject"] * r["draws"])) for r in null_per_n)
+    null_total = sum(r["draws"] for r in null_per_n)
 
     min_n = next((r["n"] for r in per_n if r["mean_p"] <= alpha), None)
     min_n_frac = next((r["n"] for r in per_n if r["frac_reject"] >= 0.5), None)

@@ -316,7 +316,7 @@ def evaluate_di(suite: Suite, agg_entry, info, runs, member_feats, nonmember_fea
     U, _ = di_matrix(runs, nonmember_feats, agg_entry.features)
     grid = suite.di.n_grid or default_grid(max(len(M), len(U)))
     res = run_di(aggregator, M, U, n_grid=grid, draws=suite.di.draws, alpha=suite.di.alpha,
-                 seed=suite.seed, null_control=suite.di.null_control)
+                 seed=suite.seed, null_control=suite.di.null_control, workers=suite.di.workers)
     res.update({"aggregator": agg_entry.label, "plugin": agg_entry.plugin, "params":
                 dict(aggregator.params), "features": names, "family": info.family})
     return res

@@ -90,6 +90,9 @@ class DIConfig(_Strict):
     #: reference code's test
     alternative: Literal["greater", "two-sided"] = "greater"
     null_control: bool = True
+    #: threads the grid of n is spread over; default one per available core (at most 8). The
+    #: numbers do not depend on it (every n has its own random stream)
+    workers: int | None = Field(default=None, ge=1)
 
     @field_validator("n_grid")
     @classmethod

@@ -44,6 +44,76 @@ def test_masks_are_disjoint_with_exact_sizes():
     assert (big.sum(1) == 55).all()
 
 
+def subset_counts(masks, N):
+    """How often each assignment of rows to the masks occurred (one key per draw)."""
+    codes = sum(m.astype(np.int64) * (i + 1) for i, m in enumerate(masks))
+    keys = codes @ (len(masks) + 1) ** np.arange(N, dtype=np.int64)
+    return np.unique(keys, return_counts=True)[1]
+
+
+@pytest.mark.parametrize("N,sizes,cells", [
+    (40, (2,), 780),          # rejection (a small mask)
+    (40, (38,), 780),         # rejection of the complement
+    (12, (3,), 220),          # Bernoulli draw, then surplus removed / shortfall added
+    (12, (4, 5), 27720),      # null-control shape: the second mask from the rows left free
+    (9, (3, 3, 3), 1680),
+])
+def test_masks_are_uniform_over_subsets(N, sizes, cells):
+    """Every subset (every disjoint assignment) equally likely, by a chi-square test on whole
+    assignments, for each of the sampler's paths."""
+    from scipy.stats import chisquare
+
+    rng = np.random.default_rng(11)
+    counts = subset_counts(sample_masks(rng, N, sizes, 100 * cells), N)
+    assert counts.size == cells
+    assert chisquare(counts).pvalue > 1e-4
+
+
+def test_pick_is_uniform_when_few_rows_are_eligible():
+    """``_pick``'s sized rounds (acceptance below 2/3) keep the first distinct acceptances."""
+    from scipy.stats import chisquare
+
+    from harness.di import _pick
+
+    rng = np.random.default_rng(12)
+    eligible = np.zeros((60000, 50), dtype=bool)
+    eligible[:, [3, 17, 18, 30, 49]] = True
+    picked = _pick(rng, eligible, np.full(60000, 2))
+    assert (picked.sum(1) == 2).all() and not (picked & ~eligible).any()
+    counts = subset_counts([picked], 50)
+    assert counts.size == 10 and chisquare(counts).pvalue > 1e-4
+
+
+def test_threads_do_not_change_the_answer():
+    rng = np.random.default_rng(13)
+    M, U = gaussians(rng, 1500, 5, 0.1)
+    grid = [5, 40, 200, 700]
+    one = run_di(MinMaxSum(), M, U, n_grid=grid, draws=100, seed=2, workers=1)
+    two = run_di(MinMaxSum(), M, U, n_grid=grid, draws=100, seed=2, workers=2)
+    assert one == two
+    with pytest.raises(ConfigError, match="workers"):
+        run_di(MinMaxSum(), M, U, n_grid=grid, draws=10, workers=0)
+
+
+def test_an_aggregator_that_is_not_thread_safe_runs_in_the_callers_thread():
+    import threading
+
+    seen = set()
+
+    class Stateful(Aggregator):
+        defaults = {}
+        thread_safe = False
+
+        def pvalues(self, P, U, rng):
+            seen.add(threading.get_ident())
+            return MinMaxSum().pvalues(P, U, rng)
+
+    rng = np.random.default_rng(14)
+    M, U = gaussians(rng, 200, 3, 0.1)
+    run_di(Stateful(), M, U, n_grid=[4, 8, 16], draws=20, workers=4)
+    assert seen == {threading.get_ident()}
+
+
 def gaussians(rng, n, d, shift):
     return rng.normal(size=(n, d)) + shift, rng.normal(size=(n, d))
 

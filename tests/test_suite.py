@@ -54,6 +54,9 @@ def test_top_level_typo():
 def test_wrong_type_and_missing():
     with pytest.raises(SuiteError, match=r"mia.target_fpr"):
         suite_mod.loads(BASE + "mia: {target_fpr: 2}\n")
+    with pytest.raises(SuiteError, match=r"di.workers"):
+        suite_mod.loads(BASE + "di: {workers: 0}\n")
+    assert suite_mod.loads(BASE + "di: {workers: 2}\n").di.workers == 2
     with pytest.raises(SuiteError, match=r"required key 'members' is missing"):
         suite_mod.loads(BASE.replace("    members: {source: src, split: in}\n", ""))
 
