@@ -11,8 +11,13 @@ non-members:
   tokens computed beforehand (audiocraft's own batching: captions padded to the batch's longest).
 
 Printed: both times, their ratio (target <= 1.15), and a breakdown (tokens, the plugin's forward
-calls, which run one call per caption token length because audiocraft's cross-attention has no
-padding mask, summarize + attacks), so a ratio above target says where the time goes.
+call per batch with the padded caption keys masked out of the cross-attention, summarize +
+attacks), so a ratio above target says where the time goes. Tokenizing is work ``bare`` does
+not do (its tokens are computed beforehand) and that the harness cannot share or skip: the
+printed floor ``1 + tokens / bare`` is the lowest ratio this definition allows on this model.
+On the canary (a 128-wide, 3-layer LM behind a full-rate SEANet encoder) that floor is far
+above 1.15; on a released AudioGen the 1.5B-parameter LM outweighs its EnCodec by orders of
+magnitude. The ratio against ``bare`` plus tokenization is printed as well.
 
 Usage: ``python benchmarks/autoregressive_suite.py [--members 16] [--batch 8] [--repeats 3]
 [--params '{"steps": 600}']`` (HARNESS_CACHE_DIR chooses where the canary is cached).
@@ -115,12 +120,14 @@ def main(argv=None) -> dict:
     res = {"samples": len(samples), "batch": args.batch, "attacks": sorted(attacks),
            "suite_s": t_suite, "bare_s": t_bare, "ratio": t_suite / t_bare,
            "ratio_vs_tokens_plus_bare": t_suite / (t_bare + t_tok),
+           "ratio_floor": 1 + t_tok / t_bare,
            "breakdown_s": {"tokens (audio read + EnCodec)": t_tok,
-                           "plugin forwards (cond encoding + grouped compute_predictions)": t_fwd,
+                           "plugin forwards (cond encoding + masked compute_predictions)": t_fwd,
                            "summarize + attacks + rest": t_suite - t_tok - t_fwd}}
     print(f"suite (provide + {len(attacks)} attacks): {t_suite:.3f} s")
     print(f"bare compute_predictions (cond + null): {t_bare:.3f} s")
-    print(f"ratio: {t_suite / t_bare:.2f}  (target <= 1.15)")
+    print(f"ratio: {t_suite / t_bare:.2f}  (target <= 1.15; floor from tokenizing alone: "
+          f"{1 + t_tok / t_bare:.2f})")
     # for context only: a bare loop must also tokenize the audio before it can run the LM
     print(f"(for context: ratio against bare forwards plus tokenization "
           f"{t_suite / (t_bare + t_tok):.2f})")

@@ -20,12 +20,15 @@ Why each step is the way it is (models.md §1.3–1.5):
 * Conditional and null-condition passes: ``ConditioningAttributes(text={'description': caption})``
   and ``text={'description': None}`` (what ``ClassifierFreeGuidanceDropout`` produces; T5 then
   gives an all-zero condition), encoded by the LM's own condition provider. Both go through ONE
-  ``lm.compute_predictions(codes, [], condition_tensors)`` call (the solver's form), batched along
-  the batch axis, in ``eval()`` (all dropouts off), with ``keep_only_valid_steps=True`` as in the
-  solver. Captions are never padded: AudioGen's cross-attention has no key-padding mask, so
-  padding would change a sample's score with its batch neighbours; samples whose captions have
-  different token lengths go through separate calls (``predictions``). The delay pattern's validity mask drops the last ``delay_k`` frames of codebook k; the
-  NaN logits there are removed with ``torch.where`` inside ``summarize``.
+  ``lm.compute_predictions(codes, [], condition_tensors)`` call per batch (the solver's form),
+  in ``eval()`` (all dropouts off), with ``keep_only_valid_steps=True`` as in the solver.
+  A sample's score is its *unpadded* one: AudioGen's cross-attention has no key-padding mask,
+  so audiocraft's zero-padding of short captions would change a sample's score with its batch
+  neighbours; the batched call therefore masks the padded keys out of every cross-attention
+  (``masked_cross_attention``), and conditioners that a mask cannot cover fall back to one call
+  per caption length (``predictions``). The delay pattern's validity mask drops the last
+  ``delay_k`` frames of codebook k; the NaN logits there are removed with ``torch.where``
+  inside ``summarize``.
 * Reduction: logits are permuted to time-major [B, T, K, V] and reduced at once by
   ``harness.tokenstats.summarize``; full-vocabulary logits never leave ``provide``. A sample's
   mean −logprob of codebook k over its valid positions equals the solver's per-codebook
@@ -103,6 +106,72 @@ def t5_from(path: str | os.PathLike | None):
 
 
 # --------------------------------------------------------------------------------------------
+# cross-attention with a key-padding mask (audiocraft has none)
+
+
+def key_mask_supported(lm) -> bool:
+    """Whether ``masked_cross_attention`` gives the unpadded computation for this LM: a single
+    condition, fused by cross-attention only (with several, an empty one still contributes one
+    zero key unpadded, which a mask cannot say), through audiocraft attention modules."""
+    from audiocraft.modules.transformer import StreamingMultiheadAttention
+
+    if list(lm.fuser.cond2fuse.values()) != ["cross"]:
+        return False
+    mods = [layer.cross_attention for layer in lm.transformer.layers]
+    return all(isinstance(m, StreamingMultiheadAttention) and m.cross_attention
+               and (not m.custom or m.kv_repeat == 1) for m in mods if m is not None)
+
+
+def _masked_cross_forward(module, key_mask, query, key, value, key_padding_mask=None,
+                          need_weights=False, attn_mask=None, average_attn_weights=True,
+                          is_causal=False):
+    """``StreamingMultiheadAttention.forward`` of audiocraft 1.3 for cross-attention (separate
+    q / k / v projections of its packed ``in_proj``, optional q/k layer norm, float32 attention
+    if configured, ``out_proj``; or its ``nn.MultiheadAttention`` when not ``custom``), with keys
+    where ``key_mask`` [B, S] is False left out of the softmax."""
+    import torch.nn.functional as F
+
+    dtype = query.dtype
+    if not module.custom:
+        if module.attention_as_float32:
+            query, key, value = (x.float() for x in (query, key, value))
+        x, _ = module.mha(query, key, value, key_padding_mask=~key_mask, need_weights=False)
+        return x.to(dtype), None
+    dim = module.in_proj_weight.shape[0] // 3
+    w, b = module.in_proj_weight, module.in_proj_bias
+    bq, bk, bv = (None, None, None) if b is None else (b[:dim], b[dim:2 * dim], b[2 * dim:])
+    q = F.linear(query, w[:dim], bq)
+    k = F.linear(key, w[dim:2 * dim], bk)
+    v = F.linear(value, w[2 * dim:], bv)
+    if module.qk_layer_norm:
+        q, k = module.q_layer_norm(q), module.k_layer_norm(k)
+    q, k, v = (x.unflatten(-1, (module.num_heads, -1)).transpose(1, 2) for x in (q, k, v))
+    if module.attention_as_float32:
+        q, k, v = (x.float() for x in (q, k, v))
+    x = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :],
+                                       dropout_p=module.dropout if module.training else 0.0)
+    return module.out_proj(x.to(dtype).transpose(1, 2).flatten(2)), None
+
+
+@contextlib.contextmanager
+def masked_cross_attention(lm, key_mask):
+    """While active, every cross-attention of ``lm`` ignores the keys where ``key_mask``
+    [B, S] (True = attend) is False, so a batch of zero-padded conditions scores each row as
+    its unpadded condition would. Only for LMs where ``key_mask_supported`` holds."""
+    import functools
+
+    mods = [layer.cross_attention for layer in lm.transformer.layers
+            if layer.cross_attention is not None]
+    for m in mods:
+        m.forward = functools.partial(_masked_cross_forward, m, key_mask)
+    try:
+        yield
+    finally:
+        for m in mods:
+            del m.forward
+
+
+# --------------------------------------------------------------------------------------------
 # identity: content hashes, remembered per (path, size, mtime) so a 3.7 GB file is read once
 
 
@@ -162,7 +231,8 @@ def _dir_hash(path: str) -> dict:
 class AudioGenModel(AutoregressiveModel):
     """AudioGen (or any audiocraft text-to-audio LM checkpoint in the same format)."""
 
-    version = "1"
+    #: 2: one batched forward with masked cross-attention (was: one per caption length)
+    version = "2"
     has_null_condition = True
     defaults = {
         "checkpoint": None,        # local dir with state_dict.bin + compression_state_dict.bin, or hub id
@@ -314,54 +384,94 @@ class AudioGenModel(AutoregressiveModel):
         return out
 
     def predictions(self, codes, captions: Sequence[str | None], with_null: bool):
-        """Teacher-forced logits, conditional rows and (optionally) null rows, yielded per group
-        of samples whose conditions have the same token lengths.
+        """Teacher-forced logits, conditional rows and (optionally) null rows.
 
-        Why groups: AudioGen's cross-attention takes no key-padding mask (models.md §1.4), so
-        padding a short caption to a longer one's length adds zero keys and changes its scores.
-        A sample's score is therefore defined unpadded (what the solver gives at batch size one
-        and ``generate`` gives for one prompt), and only equal-length conditions share a forward.
-        The null condition is all zeros, and padding it with zeros changes nothing, so its rows
-        join every group: one ``compute_predictions`` call per group scores both passes.
+        A sample's score is defined *unpadded*: what the solver gives at batch size one and
+        ``generate`` gives for one prompt. AudioGen's cross-attention takes no key-padding mask
+        (models.md §1.4), so audiocraft's own batching (captions zero-padded to the longest)
+        would move a short caption's scores with its batch neighbours. When the LM's only
+        condition reaches it through cross-attention (AudioGen), the whole batch goes through
+        ONE ``compute_predictions`` call with the padded keys masked out of every
+        cross-attention (``masked_cross_attention``), which is the unpadded computation for each
+        row. Otherwise samples whose conditions have the same token lengths share a call.
 
-        Yields (indices, logits [n, K, T, card], mask [n, K, T]) with n = len(indices) or twice
+        Yields (indices, logits [m, K, T, card], mask [m, K, T]) with m = len(indices) or twice
         that (conditional rows first, then the null rows in the same order).
         """
+        if key_mask_supported(self.load().lm):
+            yield self._masked_predictions(codes, captions, with_null)
+        else:
+            yield from self._grouped_predictions(codes, captions, with_null)
+
+    def _forward(self, lm, codes, tensors, key_mask=None):
+        import torch
+
+        dtype = getattr(torch, self.params["dtype"])
+        dev = torch.device(self.device).type
+        masking = (masked_cross_attention(lm, key_mask) if key_mask is not None
+                   else contextlib.nullcontext())
+        with torch.no_grad(), torch.autocast(device_type=dev, dtype=dtype,
+                                             enabled=dtype != torch.float32), masking:
+            return lm.compute_predictions(codes, [], condition_tensors=tensors)
+
+    def _masked_predictions(self, codes, captions, with_null):
+        """One call for the batch: captions padded (T5 encodes a padded batch as it encodes each
+        caption alone), padded keys masked. A row whose condition is empty (the null, or an
+        empty caption) has an all-zero mask from audiocraft, yet unpadded it attends to the
+        null condition's keys: it keeps as many keys as the null condition has alone."""
         import torch
 
         lm = self.load().lm
+        provider = lm.condition_provider
+        n = len(captions)
+        with torch.no_grad():
+            rows = list(captions) + [None]
+            tensors = provider(provider.tokenize(self.condition_attributes(rows)))
+            null_keys = self._null_keys()
+        take = torch.tensor(list(range(n)) + ([n] * n if with_null else []), device=codes.device)
+        tensors = {k: (emb[take], m[take]) for k, (emb, m) in tensors.items()}
+        ((emb, mask),) = tensors.values()
+        key_mask = mask.bool()
+        key_mask[~key_mask.any(dim=1), :null_keys] = True
+        out = self._forward(lm, torch.cat([codes, codes]) if with_null else codes, tensors,
+                            key_mask.to(emb.device))
+        return list(range(n)), out.logits, out.mask
+
+    def _null_keys(self) -> int:
+        """Token length of the null condition encoded on its own."""
+        if getattr(self, "_null_len", None) is None:
+            ((emb, _),) = self.condition_tensors([None])[0].values()
+            self._null_len = int(emb.shape[1])
+        return self._null_len
+
+    def _grouped_predictions(self, codes, captions, with_null):
+        """Fallback for conditioners the masked path does not cover: one call per group of
+        samples whose conditions have the same token lengths, and one for all the null rows
+        (the null condition alone, the same for every sample)."""
+        import torch
+
+        lm = self.load().lm
+        null_out = None
+        if with_null:
+            null = self.condition_tensors([None])[0]
+            n = len(captions)
+            null_out = self._forward(lm, codes, {k: (e.expand(n, -1, -1), m.expand(n, -1))
+                                                 for k, (e, m) in null.items()})
         conds = self.condition_tensors(captions)
-        null = self.condition_tensors([None])[0] if with_null else None
         groups: dict[tuple, list[int]] = {}
         for i, c in enumerate(conds):
             key = tuple((name, int(emb.shape[1])) for name, (emb, _) in sorted(c.items()))
             groups.setdefault(key, []).append(i)
-        dtype = getattr(torch, self.params["dtype"])
-        dev = torch.device(self.device).type
         for idx in groups.values():
-            tensors = {}
-            for name in conds[idx[0]]:
-                embs = [conds[i][name][0] for i in idx]
-                masks = [conds[i][name][1] for i in idx]
-                if with_null:
-                    L = embs[0].shape[1]
-                    n_emb, n_mask = null[name]
-                    if n_emb.shape[1] > L:
-                        raise ModelLoadError("audiogen: the null condition is longer than a "
-                                             "caption's; this conditioner is not supported")
-                    pad = L - n_emb.shape[1]
-                    n_emb = torch.nn.functional.pad(n_emb, (0, 0, 0, pad))
-                    n_mask = torch.nn.functional.pad(n_mask, (0, pad))
-                    embs += [n_emb] * len(idx)
-                    masks += [n_mask] * len(idx)
-                tensors[name] = (torch.cat(embs, 0), torch.cat(masks, 0))
-            sel = codes[idx]
-            if with_null:
-                sel = torch.cat([sel, sel], 0)
-            with torch.no_grad(), torch.autocast(device_type=dev, dtype=dtype,
-                                                 enabled=dtype != torch.float32):
-                out = lm.compute_predictions(sel, [], condition_tensors=tensors)
-            yield idx, out.logits, out.mask
+            tensors = {name: (torch.cat([conds[i][name][0] for i in idx]),
+                              torch.cat([conds[i][name][1] for i in idx]))
+                       for name in conds[idx[0]]}
+            out = self._forward(lm, codes[idx], tensors)
+            logits, mask = out.logits, out.mask
+            if null_out is not None:
+                logits = torch.cat([logits, null_out.logits[idx]])
+                mask = torch.cat([mask, null_out.mask[idx]])
+            yield idx, logits, mask
 
     def provide(self, samples: Sequence[Sample], needs: set[str], ctx: BatchContext | None = None
                 ) -> dict:

@@ -161,7 +161,8 @@ def xp_cfg(p: dict) -> dict:
 class AutoregressiveCanary(AudioGenModel):
     """An AudioGen-architecture canary trained lazily on ``train_data`` (members)."""
 
-    version = "1"
+    #: 2: scored with the audiogen plugin's batched masked cross-attention
+    version = "2"
     defaults = {
         "train_data": DEFAULT_TRAIN_DATA,
         "steps": 300,

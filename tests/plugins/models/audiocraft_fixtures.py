@@ -54,8 +54,9 @@ def write_tiny_t5(path, seed: int = 0, d_model: int = 512) -> Path:
 
 
 def xp_cfg(segment_duration: float = 3.0, dim: int = 32, num_layers: int = 2, card: int = CARD,
-           conditioner: str = "t5") -> dict:
-    """The merged Hydra config (as stored in ``xp.cfg``) of a tiny AudioGen."""
+           conditioner: str = "t5", lm: dict | None = None, fuser: dict | None = None) -> dict:
+    """The merged Hydra config (as stored in ``xp.cfg``) of a tiny AudioGen; ``lm`` and
+    ``fuser`` override keys of ``transformer_lm`` and ``fuser`` (other audiocraft LMs)."""
     if conditioner == "t5":
         cond = {"model": "t5", "t5": {"name": T5_NAME, "finetune": False, "word_dropout": 0.0,
                                       "normalize_text": False}}
@@ -93,11 +94,12 @@ def xp_cfg(segment_duration: float = 3.0, dim: int = 32, num_layers: int = 2, ca
             "xpos": False, "checkpointing": "none", "weight_init": "gaussian",
             "depthwise_init": "current", "zero_bias_init": True, "norm": "layer_norm",
             "cross_attention": False, "qk_layer_norm": False, "qk_layer_norm_cross": False,
-            "attention_dropout": None, "kv_repeat": 1, "two_step_cfg": False},
+            "attention_dropout": None, "kv_repeat": 1, "two_step_cfg": False, **(lm or {})},
         "classifier_free_guidance": {"training_dropout": 0.1, "inference_coef": 3.0},
         "attribute_dropout": {},
         "fuser": {"cross_attention_pos_emb": False, "cross_attention_pos_emb_scale": 1,
-                  "sum": [], "prepend": [], "cross": ["description"], "input_interpolate": []},
+                  "sum": [], "prepend": [], "cross": ["description"], "input_interpolate": [],
+                  **(fuser or {})},
         "conditioners": {"description": cond},
     }
 

@@ -226,8 +226,8 @@ def test_bad_inputs_raise_named_errors(tmp_path, ckpt_dir, t5_dir, clips):
         m.provide(_samples(clips[:1]), {"latents"}, None)
 
 
-def test_padding_would_change_scores_so_captions_are_not_padded(model, clips):
-    """Why ``predictions`` groups by caption length: audiocraft batches captions padded to the
+def test_padding_would_change_scores_so_padded_keys_are_masked(model, clips):
+    """Why ``predictions`` masks the padded keys: audiocraft batches captions padded to the
     longest, and its cross-attention has no key mask, so the short caption's logits move."""
     import torch
     from audiocraft.modules.conditioners import ConditioningAttributes
@@ -247,3 +247,63 @@ def test_padding_would_change_scores_so_captions_are_not_padded(model, clips):
     tgt = codes[0].permute(1, 0)
     want = lp.gather(-1, tgt[..., None])[..., 0][m.permute(1, 0)].numpy()
     np.testing.assert_allclose(ours.logprob, want, atol=2e-5)
+
+
+def _unpadded_reference(model, samples):
+    """audiocraft's own scores, one sample and one condition per call (nothing padded):
+    per-token log p of the true token, conditional and logit contrast."""
+    import torch
+    from audiocraft.modules.conditioners import ConditioningAttributes
+
+    lm = model.load().lm
+    codes = model.tokens(samples)
+    out = []
+    with torch.no_grad():
+        for i, s in enumerate(samples):
+            res = {}
+            for cap in (s.caption, None):
+                r = lm.compute_predictions(
+                    codes[i:i + 1], [ConditioningAttributes(text={"description": cap})])
+                res[cap is None] = r.logits[0].permute(1, 0, 2)        # [T, K, V]
+            m = r.mask[0].permute(1, 0)
+            tgt = codes[i].permute(1, 0)[..., None]
+            for name, logits in ((COND, res[False]), (CONTRAST, res[False] - res[True])):
+                lp = torch.log_softmax(torch.where(m[..., None], logits, 0.0), -1)
+                res[name] = lp.gather(-1, tgt)[..., 0][m].numpy()
+            out.append(res)
+    return out
+
+
+@pytest.mark.parametrize("lm_cfg,fuser_cfg,masked", [
+    ({}, {}, True),                                               # AudioGen's own settings
+    ({"bias_attn": True}, {}, True),                              # padded keys carry a bias
+    ({"memory_efficient": False}, {}, True),                      # torch nn.MultiheadAttention
+    ({"memory_efficient": False, "custom": True}, {}, True),      # audiocraft's einsum path
+    ({"qk_layer_norm_cross": True}, {}, True),
+    ({}, {"cross_attention_pos_emb": True}, True),
+    ({}, {"cross": [], "prepend": ["description"]}, False),       # no cross-attention: grouped
+], ids=["audiogen", "bias", "torch-mha", "custom", "qk-norm", "pos-emb", "prepend"])
+def test_one_batched_call_scores_each_sample_as_alone(tmp_path, t5_dir, clips, lm_cfg,
+                                                      fuser_cfg, masked):
+    """Captions of different lengths (and an empty one) in one batch: every sample's scores
+    equal audiocraft's unpadded single-sample ones; audiocraft configurations the masked
+    path covers take one ``compute_predictions`` call, the others one per caption length
+    plus one for the null rows."""
+    from plugins.models._audiogen_impl import AudioGenModel, key_mask_supported
+
+    ck = write_tiny_audiogen(tmp_path / "lm", t5_dir=t5_dir, seed=2, lm=lm_cfg, fuser=fuser_cfg)
+    model = AudioGenModel(checkpoint=str(ck), t5=str(t5_dir), segment_seconds=SECONDS)
+    lm = model.load().lm
+    assert key_mask_supported(lm) == masked
+    samples = _samples(clips, captions=("a dog", "rain on a tin roof, 4/4 time", ""))
+    calls = []
+    original = lm.compute_predictions
+    lm.compute_predictions = lambda *a, **k: calls.append(1) or original(*a, **k)
+    try:
+        out = model.provide(samples, {COND, CONTRAST}, None)
+    finally:
+        del lm.compute_predictions
+    assert len(calls) == (1 if masked else 4)
+    for got_c, got_x, want in zip(out[COND], out[CONTRAST], _unpadded_reference(model, samples)):
+        np.testing.assert_allclose(got_c.logprob, want[COND], atol=3e-5)
+        np.testing.assert_allclose(got_x.logprob, want[CONTRAST], atol=3e-5)
