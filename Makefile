@@ -19,3 +19,4 @@ bench: setup
 	$(PY) benchmarks/di_stats.py
 	$(PY) benchmarks/diffusion_suite.py
 	$(PY) benchmarks/autoregressive_suite.py
+	$(PY) benchmarks/autoregressive_suite.py --proportioned
