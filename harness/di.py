@@ -104,16 +104,12 @@ def sample_subsets(rng: np.random.Generator, N: int, n: int, reps: int) -> np.nd
         return np.nonzero(mask)[1].reshape(reps, n)
     idx = rng.integers(0, N, size=(reps, n))
     rows = np.arange(reps)
-    while True:
-        order = np.argsort(idx[rows], axis=1, kind="stable")
-        s = np.take_along_axis(idx[rows], order, axis=1)
-        dup = s[:, 1:] == s[:, :-1]
-        has = dup.any(axis=1)
-        if not has.any():
-            return idx
-        r, j = np.nonzero(dup)
-        idx[rows[r], order[r, j + 1]] = rng.integers(0, N, size=r.size)
-        rows = rows[has]
+    while rows.size:
+        again = ~_first_occurrences(idx[rows])
+        r, c = np.nonzero(again)
+        idx[rows[r], c] = rng.integers(0, N, size=r.size)
+        rows = rows[again.any(axis=1)]
+    return idx
 
 
 def _first_occurrences(prop: np.ndarray) -> np.ndarray:

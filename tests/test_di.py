@@ -22,7 +22,7 @@ def test_default_grid_is_the_papers():
     assert default_grid(250) == [n for n in g if n <= 250]
 
 
-@pytest.mark.parametrize("N,n", [(100, 12), (1000, 100), (1000, 600)])
+@pytest.mark.parametrize("N,n", [(100, 12), (1000, 100), (1000, 600), (10_000, 20)])
 def test_subsets_are_uniform_without_repeats(N, n):
     rng = np.random.default_rng(0)
     s = sample_subsets(rng, N, n, 4000)
@@ -67,6 +67,21 @@ def test_masks_are_uniform_over_subsets(N, sizes, cells):
     counts = subset_counts(sample_masks(rng, N, sizes, 100 * cells), N)
     assert counts.size == cells
     assert chisquare(counts).pvalue > 1e-4
+
+
+def test_index_draws_are_uniform_over_subsets():
+    """Small n (below N / 64) is drawn as indices with repeats redrawn: every pair equally
+    likely."""
+    from scipy.stats import chisquare
+
+    from harness.di import _as_masks
+
+    N, n = 129, 2
+    assert not _as_masks(n, N)
+    idx = np.sort(sample_subsets(np.random.default_rng(15), N, n, 100 * 8256), axis=1)
+    assert (idx[:, 0] < idx[:, 1]).all()
+    counts = np.unique(idx[:, 0] * N + idx[:, 1], return_counts=True)[1]
+    assert counts.size == 8256 and chisquare(counts).pvalue > 1e-4
 
 
 def test_pick_is_uniform_when_few_rows_are_eligible():
