@@ -340,7 +340,8 @@ def run_di(aggregator, members: np.ndarray, nonmembers: np.ndarray, n_grid: Sequ
                      n, draws, np.random.default_rng([seed, n, int(null)]), pools.get(key))
         return _summary(n, p, alpha)
 
-    rows = _map(task, tasks, _workers(workers) if getattr(aggregator, "thread_safe", True) else 1)
+    threads = _workers(workers)
+    rows = _map(task, tasks, threads if getattr(aggregator, "thread_safe", True) else 1)
     per_n = [row for (_, null, _), row in zip(tasks, rows) if not null]
     null_per_n = [row for (_, null, _), row in zip(tasks, rows) if null]
     null_rejects = sum(int(round(r["frac_reject"] * r["draws"])) for r in null_per_n)
