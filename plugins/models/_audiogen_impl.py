@@ -257,6 +257,7 @@ class AudioGenModel(AutoregressiveModel):
         if isinstance(s, bool) or not isinstance(s, (int, float)) or s <= 0:
             raise ConfigError(f"audiogen: segment_seconds must be a positive number, got {s!r}")
         self._model = None
+        self._null_len: int | None = None
 
     # -- hooks the canary overrides ---------------------------------------------------------------
 
@@ -439,7 +440,7 @@ class AudioGenModel(AutoregressiveModel):
 
     def _null_keys(self) -> int:
         """Token length of the null condition encoded on its own."""
-        if getattr(self, "_null_len", None) is None:
+        if self._null_len is None:
             ((emb, _),) = self.condition_tensors([None])[0].values()
             self._null_len = int(emb.shape[1])
         return self._null_len
