@@ -111,8 +111,8 @@ def t5_from(path: str | os.PathLike | None):
 
 def key_mask_supported(lm) -> bool:
     """Whether ``masked_cross_attention`` gives the unpadded computation for this LM: a single
-    condition, fused by cross-attention only (with several, an empty one still contributes one
-    zero key unpadded, which a mask cannot say), through audiocraft attention modules."""
+    condition, fused by cross-attention only (with several, an empty one still contributes its
+    null keys unpadded, which a padding mask cannot say), through audiocraft attention modules."""
     from audiocraft.modules.transformer import StreamingMultiheadAttention
 
     if list(lm.fuser.cond2fuse.values()) != ["cross"]:
@@ -431,11 +431,11 @@ class AudioGenModel(AutoregressiveModel):
             null_keys = self._null_keys()
         take = torch.tensor(list(range(n)) + ([n] * n if with_null else []), device=codes.device)
         tensors = {k: (emb[take], m[take]) for k, (emb, m) in tensors.items()}
-        ((emb, mask),) = tensors.values()
+        ((_, mask),) = tensors.values()
         key_mask = mask.bool()
         key_mask[~key_mask.any(dim=1), :null_keys] = True
         out = self._forward(lm, torch.cat([codes, codes]) if with_null else codes, tensors,
-                            key_mask.to(emb.device))
+                            key_mask)
         return list(range(n)), out.logits, out.mask
 
     def _null_keys(self) -> int:
