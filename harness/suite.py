@@ -341,7 +341,8 @@ def check_plugins(suite: Suite, text: str = "", source: str = "<suite>") -> list
     def check(kind, name, params, loc):
         reg = plugins.registry(kind)
         if name not in reg:
-            fail(did_you_mean(kind, name, reg), loc + ("plugin",) if kind != "dataset" else loc + ("source",))
+            fail(plugins.unknown_message(kind, name, reg),
+                 loc + ("plugin",) if kind != "dataset" else loc + ("source",))
         cls = reg[name].load()
         defaults = getattr(cls, "defaults", None)
         if isinstance(defaults, dict):
