@@ -195,7 +195,8 @@ class ToyDiffusionModel(DiffusionModel):
     posterior-mean noise when z_0 is one of the memorised latents, ``eps_gauss = sqrt(1 - a_t) z_t``
     the one for a N(0, I) prior; ``s`` is ``strength`` for a caption's condition and
     ``null_strength`` for the null condition (all zeros). ``dtype`` rounds the denoiser's inputs
-    and output as a half-precision network on a GPU would (the arithmetic inside stays float32).
+    and output as a half-precision network on a GPU would (the arithmetic inside stays float32);
+    the prediction is returned in ``z_t``'s dtype, as the built-in diffusion models do.
     """
 
     defaults = {
@@ -310,7 +311,7 @@ class ToyDiffusionModel(DiffusionModel):
         s = torch.where(is_null, float(self.params["null_strength"]),
                         float(self.params["strength"])).view(-1, 1)
         eps = s * eps_mem + (1.0 - s) * eps_gauss
-        return eps.view_as(z).to(dt)
+        return eps.view_as(z).to(dt).to(z_t.dtype)  # rounded as the network's output would be
 
 
 class ToyPlugin:
