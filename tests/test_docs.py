@@ -97,3 +97,16 @@ def test_the_documented_package_installs_passes_its_tests_and_every_snippet_runs
                          text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     assert run.stdout.count("ran ") == len(snippets)
+
+
+def test_readme_suite_example_is_a_valid_suite():
+    """The README's suite example: schema, plugin names and parameter keys (as `harness
+    validate`; no weights loaded)."""
+    from harness import suite as suite_mod
+
+    readme = (DOC.parents[1] / "README.md").read_text()
+    (text,) = [body for lang, body in FENCE.findall(readme)
+               if lang.strip() == "yaml" and body.startswith("name: my-audit")]
+    s = suite_mod.loads(text, source="README.md")
+    assert suite_mod.check_plugins(s, text, "README.md") == []
+    assert any(a.models for a in s.attacks)
