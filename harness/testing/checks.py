@@ -132,8 +132,8 @@ def _static_attack(rep: CheckReport, cls, inst: Attack, info) -> list[FeatureSpe
         rep.passed["family"] = f"{fam} (registered and class agree)"
     if not isinstance(getattr(cls, "version", None), str):
         rep.failed["version"] = (f"class attribute version = {getattr(cls, 'version', None)!r}; "
-                                 "make it a string, e.g. version = \"1\", and bump it when a change "
-                                 "alters the numbers")
+                                 "make it a string, e.g. version = \"1\", and bump it when a "
+                                 "change alters the numbers")
     else:
         rep.passed["version"] = repr(cls.version)
     try:
@@ -232,10 +232,10 @@ def check_attack(attack: str | type, params: Mapping | None = None, *, name: str
     specs well formed with ``higher_is_member`` declared; ``needs()`` provided by the toy model;
     the runner accepts every batch (declared names, one float per sample); values finite or NaN
     (not all NaN); the same sample gets the same features in batches of ``n`` (``n`` members and
-    ``n`` non-members), of 1 and shuffled batches of 3 (within ``rtol``/``atol``); changing a parameter changes the
-    feature-cache key (``vary``: {param: other value}; "auto" tries every bool/int/float
-    parameter; None skips). ``expect_signal``: also require an oriented AUC above 0.5 on the
-    toy's known member signal (a sign check).
+    ``n`` non-members), of 1 and shuffled batches of 3 (within ``rtol``/``atol``); changing a
+    parameter changes the feature-cache key (``vary``: {param: other value}; "auto" tries every
+    bool/int/float parameter; None skips). ``expect_signal``: also require an oriented AUC above
+    0.5 on the toy's known member signal (a sign check).
 
     Raises ``PluginContractError`` listing every failed check (unless ``raise_on_failure`` is
     False); returns the ``CheckReport`` otherwise.
@@ -282,7 +282,8 @@ def _check_attack(rep, info, reg_name, params, vary, n, rtol, atol, expect_signa
             "harness.contracts (TOKEN_STATS_CONTRAST, TOKEN_STATS_CONDITIONAL, LATENTS, "
             "CONDITION, NULL_CONDITION)")
         return
-    rep.passed["needs"] = f"{sorted(needs)} provided by {', '.join(TOY_MODELS[f] for f in runnable)}"
+    toys = ", ".join(TOY_MODELS[f] for f in runnable)
+    rep.passed["needs"] = f"{sorted(needs)} provided by {toys}"
     data_root = root / "data"
     for fam_ in runnable:
         _dynamic(rep, reg_name, specs, params, fam_, n, rtol, atol, expect_signal, data_root,
@@ -488,14 +489,15 @@ def check_aggregator(aggregator: str | type, params: Mapping | None = None, *,
     try:
         p = np.asarray(agg.pvalues(P, U, rng), dtype=np.float64)
     except Exception as exc:
-        rep.failed["pvalues"] = f"pvalues(P[3, 10, 6], U[3, 10, 6], rng) raised {exc!r}{_where(exc)}"
+        rep.failed["pvalues"] = (f"pvalues(P[3, 10, 6], U[3, 10, 6], rng) raised "
+                                 f"{exc!r}{_where(exc)}")
         return rep.raise_if_failed() if raise_on_failure else rep
     if p.shape != (3,):
-        rep.failed["pvalues"] = (f"pvalues(P[3, 10, 6], U[3, 10, 6], rng) returned shape {p.shape}; "
-                                 "return one p-value per draw: shape [R] = (3,)")
+        rep.failed["pvalues"] = (f"pvalues(P[3, 10, 6], U[3, 10, 6], rng) returned shape "
+                                 f"{p.shape}; return one p-value per draw: shape [R] = (3,)")
     elif np.any((p[~np.isnan(p)] < 0) | (p[~np.isnan(p)] > 1)):
         rep.failed["pvalues"] = (f"p-values {p.tolist()} outside [0, 1]; return probabilities "
-                                 "(NaN where the test is undefined: it then counts as no rejection)")
+                                 "(NaN where the test is undefined: it counts as no rejection)")
     else:
         rep.passed["pvalues"] = "one p-value in [0, 1] per draw"
     if rep.failed:

@@ -39,5 +39,6 @@ def test_run_suite_from_yaml_text_and_path_with_overrides(tmp_path, toy_plugins)
 
 def test_run_suite_refuses_unknown_plugins_like_harness_run(tmp_path, toy_plugins):
     suite = toy_suite(["no-such-attack"], tmp_path / "data", n=4)
-    with pytest.raises(SuiteError, match=r"Unknown attack 'no-such-attack'.*not loaded under tests"):
+    with pytest.raises(SuiteError,
+                       match=r"Unknown attack 'no-such-attack'.*not loaded under tests"):
         run_suite(suite, tmp_path)

@@ -72,7 +72,8 @@ def test_diffusion_toy_contract_and_signal(data, tmp_path, dtype):
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
     err = (pred.float() - eps).flatten(1).norm(dim=1)
     assert err[:3].max() < err[3:].min()  # memorised members denoise better
-    null_err = (model.predict_noise(z_t, t, out[NULL_CONDITION]).float() - eps).flatten(1).norm(dim=1)
+    null_pred = model.predict_noise(z_t, t, out[NULL_CONDITION]).float()
+    null_err = (null_pred - eps).flatten(1).norm(dim=1)
     assert (null_err[:3] > err[:3]).all()  # the null condition memorises less
     with pytest.raises(ValueError, match=r"t must have shape \[B\]"):
         model.predict_noise(z_t, t[:2], out[CONDITION])
