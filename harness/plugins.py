@@ -122,18 +122,17 @@ def unregister(name: str) -> None:
 def restricted_note() -> str:
     """Why a name might be unknown: third-party loading is off or narrowed ('' when it is not)."""
     if getattr(sys, "_called_from_test", False):
-        why = "third-party plugins are not loaded under tests (sys._called_from_test is set)"
+        why = "third-party plugins are not loaded under tests, where sys._called_from_test is set"
     elif os.environ.get("HARNESS_LOAD_PLUGINS") is not None:
         env = os.environ["HARNESS_LOAD_PLUGINS"]
         why = (f"third-party plugins are limited by HARNESS_LOAD_PLUGINS={env!r}" if env.strip()
                else "third-party plugins are not loaded: HARNESS_LOAD_PLUGINS is set and empty")
     else:
         return ""
-    note = f" Note: {why}"
     if skipped:
-        note += (f"; installed but not loaded: {', '.join(sorted(set(skipped)))} (add the "
-                 "distribution to HARNESS_LOAD_PLUGINS, or unset it to load all)")
-    return note + "."
+        why += (f"; installed but not loaded: {', '.join(sorted(set(skipped)))}; add the "
+                "distribution to HARNESS_LOAD_PLUGINS, or unset it to load all")
+    return f". Note: {why}."
 
 
 def unknown_message(kind: str, name: str, available) -> str:
