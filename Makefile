@@ -1,6 +1,7 @@
 # Two entry points for a fresh machine (see README):
 #   make demo   set up, then run the embedded default suite (offline, CPU, minutes) and report
-#   make test   set up, then run the test suite (what CI runs)
+#   make test   set up, then run the test suite and the example plugin package's tests and
+#               suite (what CI runs; see scripts/test.sh)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
@@ -13,7 +14,7 @@ demo: setup
 	$(VENV)/bin/harness report --experiment demo
 
 test: setup
-	$(PY) -m pytest -q
+	@VENV=$(VENV) bash scripts/test.sh
 
 bench: setup
 	$(PY) benchmarks/di_stats.py

@@ -50,6 +50,11 @@ class DataError(HarnessError):
     """Input data (audio, MIDI, manifests) is missing or unreadable."""
 
 
+class PluginContractError(HarnessError, AssertionError):
+    """A plugin broke its contract (``harness.testing`` checks); the message lists what to fix.
+    An AssertionError too, so pytest reports it as a test failure."""
+
+
 def did_you_mean(kind: str, name: str, available) -> str:
     """lm-eval style: "Unknown attack 'x'. Did you mean 'y'? Available: a, b, c"."""
     available = sorted(available)

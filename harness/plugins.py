@@ -8,6 +8,11 @@ Rules (issue #5): a duplicate name fails naming both distributions; an unknown n
 "Did you mean"; a plugin that fails to import becomes a warning and leaves the others working;
 ``HARNESS_LOAD_PLUGINS`` (comma-separated distribution names, empty = built-ins only) selects
 third-party distributions; under pytest only this project's own entry points load.
+
+Tests (this project's and a plugin author's, through ``harness.testing``) register plugin objects
+with ``register``/``unregister``: registering an object that is already registered (a module
+its installed entry point loaded) is a no-op, so the same test works whether or not the
+author's package is installed.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Any, Callable
 import pluggy
 
 from . import hookspecs
-from .errors import DuplicatePluginError, PluginLoadError, unknown
+from .errors import DuplicatePluginError, PluginLoadError, UnknownNameError, did_you_mean
 
 ENTRY_POINT_GROUP = "harness"
 OWN_DISTRIBUTION = "audio-mia-harness"
@@ -37,6 +42,8 @@ pm.add_hookspecs(hookspecs)
 
 _provenance: dict[str, tuple[str, str | None]] = {}
 load_problems: list[str] = []
+#: installed third-party distributions left unloaded by HARNESS_LOAD_PLUGINS or by the test guard
+skipped: list[str] = []
 _loaded = False
 
 
@@ -68,6 +75,7 @@ def load_plugins() -> None:
         seen.add(dist_name)
         if dist_name != OWN_DISTRIBUTION:
             if in_tests or (selected is not None and dist_name not in selected):
+                skipped.append(f"{dist_name} {dist.version}")
                 continue
         for ep in eps:
             plugin_name = f"{dist_name}:{ep.name}"
@@ -80,8 +88,56 @@ def load_plugins() -> None:
                 load_problems.append(msg)
                 warnings.warn(msg, PluginLoadWarning, stacklevel=2)
                 continue
-            pm.register(module, name=plugin_name)
+            if pm.is_registered(module):  # a test registered it first: keep it, add provenance
+                plugin_name = pm.get_name(module)
+            else:
+                pm.register(module, name=plugin_name)
             _provenance[plugin_name] = (dist_name, dist.version)
+
+
+def register(obj: Any, name: str) -> bool:
+    """Register a plugin object (a module or an instance with ``@hookimpl`` methods) in this
+    process. Returns False, changing nothing, when ``obj`` is already registered (e.g. the module
+    an installed entry point loaded), True when this call registered it; only then should the
+    caller ``unregister`` it. A different object under a taken name is a DuplicatePluginError."""
+    load_plugins()
+    if pm.is_registered(obj):
+        return False
+    if pm.has_plugin(name):
+        raise DuplicatePluginError(
+            f"plugin name '{name}' is already taken by {pm.get_plugin(name)!r}; register "
+            f"{obj!r} under another name"
+        )
+    pm.register(obj, name=name)
+    return True
+
+
+def unregister(name: str) -> None:
+    """Remove a plugin registered with ``register`` (by the name it was registered under)."""
+    if pm.has_plugin(name):
+        pm.unregister(name=name)
+        _provenance.pop(name, None)
+
+
+def restricted_note() -> str:
+    """Why a name might be unknown: third-party loading is off or narrowed ('' when it is not)."""
+    if getattr(sys, "_called_from_test", False):
+        why = "third-party plugins are not loaded under tests, where sys._called_from_test is set"
+    elif os.environ.get("HARNESS_LOAD_PLUGINS") is not None:
+        env = os.environ["HARNESS_LOAD_PLUGINS"]
+        why = (f"third-party plugins are limited by HARNESS_LOAD_PLUGINS={env!r}" if env.strip()
+               else "third-party plugins are not loaded: HARNESS_LOAD_PLUGINS is set and empty")
+    else:
+        return ""
+    if skipped:
+        why += (f"; installed but not loaded: {', '.join(sorted(set(skipped)))}; add the "
+                "distribution to HARNESS_LOAD_PLUGINS, or unset it to load all")
+    return f". Note: {why}."
+
+
+def unknown_message(kind: str, name: str, available) -> str:
+    """"Unknown X 'y'. Did you mean ...? Available: ..." plus ``restricted_note``."""
+    return did_you_mean(kind, name, available) + restricted_note()
 
 
 @dataclass(frozen=True)
@@ -179,7 +235,7 @@ def get(kind: str, name: str) -> PluginInfo:
     """Look one plugin up; an unknown name raises with suggestions."""
     reg = registry(kind)
     if name not in reg:
-        raise unknown(kind, name, reg)
+        raise UnknownNameError(unknown_message(kind, name, reg))
     return reg[name]
 
 

@@ -8,6 +8,7 @@ loaded, so a typo fails in a second, not after an hour of feature extraction.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -214,12 +215,24 @@ def _format_error(err: dict, root: yaml.Node | None, source: str) -> SuiteError:
     return SuiteError(msg, path=where, source=source)
 
 
+_SEGMENT_RE = re.compile(r"^([^\[\]]*)((?:\[\d+\])*)$")
+
+
 def parse_override(text: str) -> tuple[list, Any]:
-    """``models.canary.params.steps=500`` → (["models","canary","params","steps"], 500)."""
+    """``models.canary.params.steps=500`` → (["models","canary","params","steps"], 500). List
+    items are addressed as ``attacks[2].params.t`` or ``attacks.2.params.t``."""
     if "=" not in text:
         raise SuiteError(f"override '{text}' must look like key.path=value")
     key, _, raw = text.partition("=")
-    parts: list = [int(p) if p.isdigit() else p for p in key.strip().split(".") if p]
+    parts: list = []
+    for seg in key.strip().split("."):
+        m = _SEGMENT_RE.match(seg)
+        if m is None:
+            raise SuiteError(f"override '{text}': cannot read key segment '{seg}'; write e.g. "
+                             "attacks[0].params.t=200 or attacks.0.params.t=200")
+        if m.group(1):
+            parts.append(int(m.group(1)) if m.group(1).isdigit() else m.group(1))
+        parts += [int(i) for i in re.findall(r"\d+", m.group(2))]
     if not parts:
         raise SuiteError(f"override '{text}' has an empty key")
     return parts, yaml.safe_load(raw) if raw.strip() else ""
@@ -341,7 +354,8 @@ def check_plugins(suite: Suite, text: str = "", source: str = "<suite>") -> list
     def check(kind, name, params, loc):
         reg = plugins.registry(kind)
         if name not in reg:
-            fail(did_you_mean(kind, name, reg), loc + ("plugin",) if kind != "dataset" else loc + ("source",))
+            fail(plugins.unknown_message(kind, name, reg),
+                 loc + ("plugin",) if kind != "dataset" else loc + ("source",))
         cls = reg[name].load()
         defaults = getattr(cls, "defaults", None)
         if isinstance(defaults, dict):

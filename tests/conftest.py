@@ -1,15 +1,18 @@
 """Test isolation: never auto-load third-party plugins installed on the machine (the simonw/llm
 ``sys._called_from_test`` convention), never touch the network, keep every derived file (canaries,
-rendered data, feature cache) under a per-session temporary root."""
+rendered data, feature cache) under a per-session temporary root.
+
+Fixtures (``register_plugin``, ``toy_plugins``) come from the harness's own pytest plugin,
+``harness.testing.pytest_plugin``, the one a plugin author's tests use."""
 
 import os
 import sys
 import tempfile
 
-import pytest
-
 
 def pytest_configure(config):
+    if not config.pluginmanager.hasplugin("harness"):  # PYTEST_DISABLE_PLUGIN_AUTOLOAD=1
+        config.pluginmanager.import_plugin("harness.testing.pytest_plugin")
     sys._called_from_test = True
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -22,22 +25,3 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
     if hasattr(sys, "_called_from_test"):
         del sys._called_from_test
-
-
-@pytest.fixture
-def register_plugin():
-    """Register a plugin object for the duration of one test:
-    ``register_plugin(obj, name="my-test-plugin")``."""
-    from harness import plugins
-
-    names = []
-
-    def _register(obj, name):
-        plugins.load_plugins()
-        plugins.pm.register(obj, name=name)
-        names.append(name)
-        return obj
-
-    yield _register
-    for name in names:
-        plugins.pm.unregister(name=name)

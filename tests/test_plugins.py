@@ -91,6 +91,7 @@ def _run_isolated(code, env_extra):
 
     env = {k: v for k, v in os.environ.items()}
     env.update(env_extra)
+    env = {k: v for k, v in env.items() if v is not None}  # None: unset
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                           timeout=60)
 
@@ -156,3 +157,72 @@ def test_cli_help_and_plugins_are_fast():
                          text=True, timeout=30)
     assert res.returncode == 0 and "harness run" in res.stdout
     assert time.perf_counter() - t < 3.0
+
+
+def test_registering_an_already_registered_object_is_a_no_op(register_plugin):
+    import types
+
+    mod = types.ModuleType("my_installed_plugin")
+    mod.register_attacks = hookimpl(lambda register: register("installed-attack", "x:y"))
+    # what load_plugins does for an installed distribution's entry point
+    plugins.pm.register(mod, name="my-dist:ep")
+    try:
+        assert plugins.register(mod, "my-test") is False
+        assert register_plugin(mod) is mod  # the fixture: no ValueError, nothing to undo
+        assert plugins.pm.get_name(mod) == "my-dist:ep"
+        assert "installed-attack" in plugins.registry("attack")
+    finally:
+        plugins.pm.unregister(name="my-dist:ep")
+
+
+def test_register_refuses_a_taken_name(register_plugin):
+    register_plugin(_AttackPlugin("taken-a"), "taken")
+    with pytest.raises(DuplicatePluginError, match="'taken' is already taken"):
+        plugins.register(_AttackPlugin("taken-b"), "taken")
+
+
+def test_unknown_name_under_tests_says_third_party_loading_is_off():
+    with pytest.raises(UnknownNameError) as exc:
+        plugins.get("attack", "some-third-party-attack")
+    assert "third-party plugins are not loaded under tests" in str(exc.value)
+
+
+def _fake_distribution(tmp_path, name="harness-thirdparty", module="harness_thirdparty_mod"):
+    dist = tmp_path / f"{name.replace('-', '_')}-1.2.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.2\n")
+    (dist / "entry_points.txt").write_text(f"[harness]\nextra = {module}\n")
+    (tmp_path / f"{module}.py").write_text(
+        "from harness import hookimpl\n"
+        "@hookimpl\n"
+        "def register_attacks(register):\n"
+        "    register('third-party-attack', 'x:y', family='diffusion')\n")
+
+
+def test_unknown_name_with_loading_off_names_the_skipped_distribution(tmp_path):
+    _fake_distribution(tmp_path)
+    code = ("import sys; sys.path.insert(0, %r); from harness import plugins\n"
+            "try: plugins.get('attack', 'third-party-attack')\n"
+            "except Exception as e: print(e)" % str(tmp_path))
+    off = _run_isolated(code, {"HARNESS_LOAD_PLUGINS": ""}).stdout
+    assert off.startswith("Unknown attack 'third-party-attack'.")
+    assert "HARNESS_LOAD_PLUGINS is set and empty" in off
+    # (other third-party distributions installed here are listed too)
+    assert "installed but not loaded: " in off and "harness-thirdparty 1.2" in off.split(
+        "installed but not loaded: ")[1]
+    other = _run_isolated(code, {"HARNESS_LOAD_PLUGINS": "something-else"}).stdout
+    assert "limited by HARNESS_LOAD_PLUGINS='something-else'" in other
+    assert _run_isolated(code, {"HARNESS_LOAD_PLUGINS": None}).stdout == ""  # loaded: no error
+
+
+def test_entry_point_loading_keeps_a_module_a_test_registered_first(tmp_path):
+    """A test registered the plugin module before the entry points loaded: no 'already
+    registered' error, and the registry still reports the distribution."""
+    _fake_distribution(tmp_path)
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "import harness_thirdparty_mod as m; from harness import plugins\n"
+            "plugins.pm.register(m, name='from-a-test')\n"
+            "info = plugins.get('attack', 'third-party-attack')\n"
+            "print(info.distribution, info.version)" % str(tmp_path))
+    res = _run_isolated(code, {"HARNESS_LOAD_PLUGINS": None})
+    assert res.stdout.split() == ["harness-thirdparty", "1.2"], res.stderr

@@ -1,5 +1,6 @@
-"""End to end: a suite with a model plugin registered by the test, real built-in attacks and DI
-aggregator, logged to MLflow and read back by `harness report`; plus resume after a kill."""
+"""End to end: a suite with a model plugin registered by the test (the toy autoregressive model
+of ``harness.testing``, counting its calls), real built-in attacks and DI aggregator, logged to
+MLflow and read back by `harness report`; plus resume after a kill."""
 
 import json
 import textwrap
@@ -8,11 +9,50 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from harness import runner
+from harness import hookimpl, runner
 from harness import suite as suite_mod
 from harness.cli import cli
+from harness.contracts import TOKEN_STATS_CONTRAST, Attack, FeatureSpec
+from harness.testing import ToyAutoregressiveModel
 
-from toy_plugins import ToyModel, ToyPlugin
+
+class ToyModel(ToyAutoregressiveModel):
+    calls = 0  # provide() calls, across instances (tests reset it)
+    fail_after = None  # simulate a kill after this many calls (not a param: params key the cache)
+
+    def provide(self, samples, needs, ctx):
+        type(self).calls += 1
+        if self.fail_after is not None and type(self).calls > self.fail_after:
+            raise KeyboardInterrupt("simulated kill")
+        return super().provide(samples, needs, ctx)
+
+
+class ToyAttack(Attack):
+    """A third-party-style attack: mean log-prob of the first half of the tokens."""
+
+    family = "autoregressive"
+    defaults = {"fraction": 0.5}
+
+    def needs(self):
+        return {TOKEN_STATS_CONTRAST}
+
+    def feature_specs(self):
+        return [FeatureSpec("toy-head", higher_is_member=True)]
+
+    def extract(self, ctx):
+        stats = ctx.output(TOKEN_STATS_CONTRAST)
+        k = [max(1, int(len(s) * self.params["fraction"])) for s in stats]
+        return {"toy-head": np.array([s.logprob[:kk].mean() for s, kk in zip(stats, k)])}
+
+
+class ToyPlugin:
+    @hookimpl
+    def register_models(self, register):
+        register("toy-model", ToyModel, family="autoregressive", description="test model")
+
+    @hookimpl
+    def register_attacks(self, register):
+        register("toy-attack", ToyAttack, family="autoregressive", description="test attack")
 
 
 def _suite_text(tmp_path):
@@ -30,8 +70,8 @@ def _suite_text(tmp_path):
             params: {{strength: 1.0}}
         data:
           clips:
-            members: {{source: toy-data, split: in, params: {{root: {tmp_path}/data}}}}
-            nonmembers: {{source: toy-data, split: out, params: {{root: {tmp_path}/data}}}}
+            members: {{source: toy-data, split: members, params: {{root: {tmp_path}/data}}}}
+            nonmembers: {{source: toy-data, split: nonmembers, params: {{root: {tmp_path}/data}}}}
         attacks:
           - plugin: loss
           - plugin: min-k
@@ -46,7 +86,7 @@ def _suite_text(tmp_path):
 
 
 @pytest.fixture
-def toy(register_plugin):
+def toy(register_plugin, toy_plugins):
     register_plugin(ToyPlugin(), "toy-plugin")
     ToyModel.calls = 0
     yield
@@ -117,24 +157,19 @@ def test_batch_size_does_not_change_features(tmp_path, toy):
     assert [r["auc"] for r in r1["mia"]] == [r["auc"] for r in r2["mia"]]
 
 
-def test_attack_needing_missing_output_is_a_clear_error(tmp_path, toy):
+def test_attack_needing_missing_output_is_a_clear_error(tmp_path, toy, register_plugin):
     class NoContrast(ToyModel):
         has_null_condition = False
-
-    from harness import hookimpl, plugins
 
     class P:
         @hookimpl
         def register_models(self, register):
             register("toy-no-null", NoContrast, family="autoregressive")
 
-    plugins.pm.register(P(), name="toy-no-null")
-    try:
-        s = suite_mod.loads(_suite_text(tmp_path), overrides=["models.toy.plugin=toy-no-null"])
-        with pytest.raises(Exception, match=r"needs model outputs \['token_stats/contrast'\]"):
-            runner.run(s, log=False, echo=lambda m: None)
-    finally:
-        plugins.pm.unregister(name="toy-no-null")
+    register_plugin(P(), "toy-no-null")
+    s = suite_mod.loads(_suite_text(tmp_path), overrides=["models.toy.plugin=toy-no-null"])
+    with pytest.raises(Exception, match=r"needs model outputs \['token_stats/contrast'\]"):
+        runner.run(s, log=False, echo=lambda m: None)
 
 
 def test_mlflow_unreachable_keeps_results(tmp_path, toy, capsys):

@@ -83,6 +83,17 @@ def test_overrides_limit_device():
         suite_mod.loads(BASE, overrides=["nonsense"])
 
 
+def test_override_list_items_by_bracket_or_dot():
+    for key in ("attacks[1].params.k", "attacks.1.params.k"):
+        s = suite_mod.loads(BASE, overrides=[f"{key}=[0.4]"])
+        assert s.attacks[1].params["k"] == [0.4]
+    assert suite_mod.parse_override("a[1][2].b=x") == (["a", 1, 2, "b"], "x")
+    with pytest.raises(SuiteError, match=r"cannot read key segment 'attacks\[x\]'"):
+        suite_mod.loads(BASE, overrides=["attacks[x].params.k=1"])
+    with pytest.raises(SuiteError, match="out of range"):
+        suite_mod.loads(BASE, overrides=["attacks[7].params.k=1"])
+
+
 def test_invalid_yaml_and_missing_file(tmp_path):
     with pytest.raises(SuiteError, match="not valid YAML"):
         suite_mod.loads("name: [unclosed")
