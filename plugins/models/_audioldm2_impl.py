@@ -260,6 +260,9 @@ class AudioLDM2(DiffusionModel):
         if cls is None:
             raise ModelLoadError(f"model '{self.registered_name or 'audioldm2'}': component "
                                  f"{name} declares an unknown class {library}.{cls_name}")
+        from harness import safeload
+
+        safeload.check_folder(self.root / name, what=f"AudioLDM2 {name} weights")
         try:
             return cls.from_pretrained(self.root / name)
         except Exception as exc:

@@ -266,6 +266,10 @@ class DiffusionCanary(DiffusionModel):
 
         dtype = DTYPES[self.params["dtype"]]
         try:
+            from harness import safeload
+
+            for part in ("unet", "vae", "text_encoder"):
+                safeload.check_folder(path / part, what=f"diffusion canary {part} weights")
             m = {"unet": UNet2DConditionModel.from_pretrained(path / "unet"),
                  "vae": AutoencoderKL.from_pretrained(path / "vae"),
                  "text_encoder": CLIPTextModel.from_pretrained(path / "text_encoder"),
