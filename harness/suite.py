@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -30,12 +30,17 @@ class DataRef(_Strict):
 
 
 class DataEntry(_Strict):
-    """Members and non-members of one audit. Counts cap each side (seeded subset)."""
+    """Members and non-members of one audit. Counts pick a seeded subset of each side; a count
+    larger than the source is an error (``all``, or leaving it out, uses every sample)."""
 
     members: DataRef
     nonmembers: DataRef
-    n_members: int | None = Field(default=None, gt=0)
-    n_nonmembers: int | None = Field(default=None, gt=0)
+    n_members: Annotated[int, Field(gt=0)] | Literal["all"] | None = None
+    n_nonmembers: Annotated[int, Field(gt=0)] | Literal["all"] | None = None
+    #: cap per side that is never an error (what ``--limit`` sets)
+    limit: int | None = Field(default=None, gt=0)
+    #: identical samples on both sides are an error unless this is true
+    allow_overlap: bool = False
 
 
 class ModelEntry(_Strict):
@@ -289,8 +294,7 @@ def loads(text: str, source: str = "<suite>", overrides: list[str] = (), limit: 
             raise SuiteError("--limit must be a positive number of samples per side")
         for entry in (raw.get("data") or {}).values():
             if isinstance(entry, dict):
-                for key in ("n_members", "n_nonmembers"):
-                    entry[key] = min(limit, entry.get(key) or limit)
+                entry["limit"] = min(limit, entry.get("limit") or limit)
     try:
         suite = Suite.model_validate(raw)
     except ValidationError as exc:
@@ -317,6 +321,11 @@ def _check_references(suite: Suite, root, source: str) -> None:
         for d in entry.data or []:
             if d not in suite.data:
                 fail(did_you_mean("data entry", d, suite.data), ("models", mname, "data"))
+    for dname, d in suite.data.items():
+        if d.members == d.nonmembers and not d.allow_overlap:
+            fail("members and nonmembers are the same source, split and params, so every "
+                 "sample would carry both labels; point them at disjoint splits (or set "
+                 "allow_overlap: true to measure it anyway)", ("data", dname, "nonmembers"))
     seen: dict[str, int] = {}
     for i, a in enumerate(suite.attacks):
         for m in a.models or []:

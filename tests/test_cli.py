@@ -1,0 +1,122 @@
+"""The ``harness`` command on the broken-input corpus of issue #15: every case exits 2 with one
+line naming the problem (and the file and suite key where there is one), no traceback, and
+nothing written (no results, no cache entry, no MLflow store)."""
+
+from __future__ import annotations
+
+import csv
+import textwrap
+from pathlib import Path
+
+import hostile
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import cli
+
+ALL_BROKEN = {**hostile.BROKEN_AUDIO, **hostile.BROKEN_MIDI,
+              "directory_named_wav": (hostile.directory_named_wav, "is a directory"),
+              "symlink_loop": (hostile.symlink_loop, "symlink loop")}
+
+
+def _good_clips(folder: Path, n: int, freq0: float) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    return [hostile.wav(folder / f"c{i}.wav", hostile.tone(0.2, freq=freq0 + 37 * i))
+            for i in range(n)]
+
+
+def _suite(tmp: Path, members: dict, nonmembers: dict, extra: str = "") -> Path:
+    path = tmp / "suite.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        name: hostile
+        cache_dir: {tmp}/cache
+        output_dir: {tmp}/results
+        mlflow: {{tracking_uri: sqlite:///{tmp}/mlflow.db}}
+        models:
+          toy: {{plugin: toy-autoregressive}}
+        data:
+          d:
+            members: {{source: local-folder, split: all, params: {members}}}
+            nonmembers: {{source: local-folder, split: all, params: {nonmembers}}}
+        attacks:
+          - plugin: loss
+        mia: {{subsamples: 5}}
+        """) + extra)
+    return path
+
+
+def _run(args, tmp: Path, monkeypatch):
+    monkeypatch.chdir(tmp)
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp / "env-cache"))
+    return CliRunner().invoke(cli, args)
+
+
+def _assert_refused(result, tmp: Path, *words: str):
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    err = result.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("Error: "), err
+    assert "Traceback" not in result.output
+    for w in words:
+        assert w in err, err
+    written = [p for p in ("results", "cache", "env-cache", "mlflow.db", ".harness-cache",
+                           "mlruns") if (tmp / p).exists()]
+    assert not written, written
+
+
+@pytest.mark.parametrize("kind", sorted(ALL_BROKEN))
+@pytest.mark.parametrize("form", ["folder", "manifest"])
+def test_broken_file_in_data_is_refused_before_any_model(tmp_path, kind, form, toy_plugins,
+                                                         monkeypatch):
+    make, words = ALL_BROKEN[kind]
+    mem, non = tmp_path / "data" / "members", tmp_path / "data" / "nonmembers"
+    good = _good_clips(mem, 3, 300)
+    _good_clips(non, 3, 900)
+    ext = ".mid" if kind in hostile.BROKEN_MIDI else ".wav"
+    bad = make(mem / f"bad{ext}")
+    if form == "folder":
+        members = {"path": str(mem)}
+    else:
+        manifest = tmp_path / "data" / "members.csv"
+        with open(manifest, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["path", "caption"])
+            for f in good + [bad]:
+                w.writerow([Path(f).relative_to(manifest.parent).as_posix(), "a clip"])
+        members = {"manifest": str(manifest)}
+    suite = _suite(tmp_path, members, {"path": str(non)})
+    result = _run(["run", str(suite)], tmp_path, monkeypatch)
+    _assert_refused(result, tmp_path, words, "bad" + ext)
+    if kind not in ("directory_named_wav", "symlink_loop"):  # found by the dataset's scan
+        assert "data.d.members: " in result.stderr
+
+
+def test_counts_larger_than_the_source_are_an_error(tmp_path, toy_plugins, monkeypatch):
+    mem, non = tmp_path / "m", tmp_path / "n"
+    _good_clips(mem, 4, 300)
+    _good_clips(non, 4, 900)
+    extra = "    n_members: 1000000\n"
+    text = _suite(tmp_path, {"path": str(mem)}, {"path": str(non)}).read_text()
+    text = text.replace("    nonmembers: {source", extra + "    nonmembers: {source")
+    (tmp_path / "suite.yaml").write_text(text)
+    result = _run(["run", str(tmp_path / "suite.yaml")], tmp_path, monkeypatch)
+    _assert_refused(result, tmp_path, "data.d.n_members: 1000000 requested but the source has 4",
+                    "n_members: all")
+    (tmp_path / "suite.yaml").write_text(text.replace("1000000", "all"))
+    result = _run(["run", str(tmp_path / "suite.yaml"), "--no-log", "--limit", "100"],
+                  tmp_path, monkeypatch)
+    assert result.exit_code == 0, result.output
+
+
+def test_overlapping_members_and_nonmembers(tmp_path, toy_plugins, monkeypatch):
+    mem, non = tmp_path / "m", tmp_path / "n"
+    clips = _good_clips(mem, 4, 300)
+    _good_clips(non, 3, 900)
+    (non / "copy.wav").write_bytes(Path(clips[0]).read_bytes())
+    suite = _suite(tmp_path, {"path": str(mem)}, {"path": str(non)})
+    result = _run(["run", str(suite)], tmp_path, monkeypatch)
+    _assert_refused(result, tmp_path, "1 identical sample(s)", "allow_overlap: true")
+    # the very same source on both sides is refused by validate already
+    same = _suite(tmp_path, {"path": str(mem)}, {"path": str(mem)})
+    result = _run(["validate", str(same)], tmp_path, monkeypatch)
+    _assert_refused(result, tmp_path, "data.d.nonmembers", "same source")
