@@ -120,3 +120,68 @@ def test_overlapping_members_and_nonmembers(tmp_path, toy_plugins, monkeypatch):
     same = _suite(tmp_path, {"path": str(mem)}, {"path": str(mem)})
     result = _run(["validate", str(same)], tmp_path, monkeypatch)
     _assert_refused(result, tmp_path, "data.d.nonmembers", "same source")
+
+
+# ---------------------------------------------------------------------------------------------
+# suites
+
+
+def _base_suite(tmp: Path) -> str:
+    mem, non = tmp / "m", tmp / "n"
+    _good_clips(mem, 3, 300)
+    _good_clips(non, 3, 900)
+    return _suite(tmp, {"path": str(mem)}, {"path": str(non)}).read_text()
+
+
+def _attacks(n: int) -> str:
+    return "".join(f"  - {{plugin: loss, name: a{i}}}\n" for i in range(n))
+
+
+SUITE_CASES = {
+    # name: (edit of a valid suite text, words of the error)
+    "over_1_mb": (lambda t: t + "#" + "x" * 1_100_000 + "\n", "the limit is 1,000,000"),
+    "many_attacks": (lambda t: t.replace("  - plugin: loss\n", _attacks(1500)),
+                     "at 'attacks': 1,500 entries; at most 1,000"),
+    "alias_bomb": (lambda t: t + "x-a: &a [1,1,1,1,1,1,1,1,1,1]\n" + "".join(
+        f"x-{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdef", "bcdefg")),
+        "more than 100,000 YAML nodes"),
+    "unsafe_tag": (lambda t: t + "x-evil: !!python/object/apply:os.system [touch pwned]\n",
+                   "YAML tag 'tag:yaml.org,2002:python/object/apply:os.system' is not allowed"),
+    "not_yaml": (lambda t: "name: [unclosed\nmodels: {\n", "not valid YAML [line"),
+    "a_list": (lambda t: "- 1\n- 2\n", "must be a mapping"),
+    "binary": (lambda t: b"RIFF\x00\xff\xfe".decode("latin-1"), "not valid YAML"),
+    "cache_climbs_out": (lambda t: t.replace(f"cache_dir: {Path(t.split('cache_dir: ')[1].split()[0])}",
+                                             "cache_dir: ../../escaped"),
+                         "at 'cache_dir': '../../escaped' climbs out of the suite's folder"),
+    "output_climbs_out": (lambda t: t.replace("name: hostile\n", "name: hostile\n") .replace(
+        "output_dir: ", "output_dir: ../x #"), "climbs out of the suite's folder"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SUITE_CASES))
+def test_bad_suites_are_refused_in_one_line(tmp_path, case, toy_plugins, monkeypatch):
+    edit, words = SUITE_CASES[case]
+    text = edit(_base_suite(tmp_path))
+    (tmp_path / "suite.yaml").write_text(text, encoding="utf-8")
+    for cmd in ("validate", "run"):
+        result = _run([cmd, str(tmp_path / "suite.yaml")], tmp_path, monkeypatch)
+        _assert_refused(result, tmp_path, words)
+    assert not (tmp_path / "pwned").exists() and not (tmp_path.parent / "escaped").exists()
+
+
+def test_relative_paths_resolve_against_the_suite_folder(tmp_path, toy_plugins, monkeypatch):
+    proj = tmp_path / "project"
+    _good_clips(proj / "audio" / "m", 3, 300)
+    _good_clips(proj / "audio" / "n", 3, 900)
+    (proj / "suites").mkdir()
+    suite = proj / "suites" / "mine.yaml"
+    suite.write_text(_suite(tmp_path, {"path": "../audio/m"}, {"path": "../audio/n"}).read_text()
+                     .replace(f"cache_dir: {tmp_path}/cache", "cache_dir: cache")
+                     .replace(f"output_dir: {tmp_path}/results", "output_dir: out"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = CliRunner().invoke(cli, ["run", str(suite), "--no-log"])
+    assert result.exit_code == 0, result.output
+    assert (proj / "suites" / "cache").is_dir() and (proj / "suites" / "out" / "hostile").is_dir()
+    assert not any(elsewhere.iterdir())

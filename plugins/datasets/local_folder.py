@@ -36,6 +36,7 @@ _SHOW = 5  # how many offending entries an error message lists
 class LocalFolder(Dataset):
     """Audio or MIDI files from a local directory or a CSV manifest."""
 
+    path_params = ("path", "manifest")
     defaults = {
         "path": None,
         "manifest": None,

@@ -302,6 +302,7 @@ class AudioGenModel(AutoregressiveModel):
     #: 2: one batched forward with masked cross-attention (was: one per caption length)
     version = "2"
     has_null_condition = True
+    path_or_hub_params = ("checkpoint", "t5")
     defaults = {
         "checkpoint": None,        # local dir with state_dict.bin + compression_state_dict.bin, or hub id
         "t5": None,                # local T5 folder used instead of the config's T5 name

@@ -170,6 +170,7 @@ LANGUAGE_MODELS = ("GPT2Model", "GPT2LMHeadModel")
 class AudioLDM2(DiffusionModel):
     """AudioLDM2 text-to-audio latent diffusion model (ε-prediction, 1000 DDPM steps)."""
 
+    path_or_hub_params = ("checkpoint",)
     defaults = {
         "checkpoint": None,
         "dtype": "float32",

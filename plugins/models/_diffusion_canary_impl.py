@@ -97,6 +97,7 @@ class DiffusionCanary(DiffusionModel):
     """Latent diffusion canary trained lazily on ``train_data`` (members)."""
 
     version = "1"
+    data_ref_params = ("train_data", "vae_data")
     defaults = {
         "train_data": DEFAULT_TRAIN_DATA,  # {source, split, params}: the members it trains on
         "steps": 600,            # UNet steps: more steps, more memorisation (600: demo, AUC ~0.9)

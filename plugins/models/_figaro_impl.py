@@ -165,6 +165,7 @@ class FigaroModel(AutoregressiveModel):
 
     version = "1"
     has_null_condition = False
+    path_params = ("checkpoint", "vae_checkpoint")
     defaults = {
         "checkpoint": None,
         "vae_checkpoint": None,

@@ -207,6 +207,8 @@ def read_state_dict(path: Path) -> dict:
 class Tango(DiffusionModel):
     """TANGO text-to-audio LDM (v-prediction, SD-2.1 schedule, FLAN-T5-large conditioning)."""
 
+    path_params = ("checkpoint",)
+    path_or_hub_params = ("tokenizer",)
     defaults = {
         "checkpoint": None,
         "tokenizer": None,
