@@ -279,7 +279,8 @@ def extract_cell(suite: Suite, model_name: str, model: Model, model_info, identi
     for side, samples, hashes in (("members", cell.members, cell.member_hashes),
                                   ("nonmembers", cell.nonmembers, cell.nonmember_hashes)):
         caches = [FeatureCache(cache_root, cache_inputs(
-            suite, model_name, model, model_info, identity, r, cell.refs[side])) for r in runs]
+            suite, model_name, model, model_info, identity, r, cell.refs[side]), echo=echo)
+            for r in runs]
         feats[side] = extract_split(model, runs, caches, samples, hashes, batch_size, suite.seed,
                                     f"{label} {side}", echo)
     return feats
