@@ -17,6 +17,7 @@ import os
 import pickle
 import re
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,10 @@ def load(path: str | os.PathLike, what: str = "checkpoint", mmap: bool = False) 
     safe = [(obj, name) for name, obj in ALLOWED_GLOBALS.items()]
     is_zip = zipfile.is_zipfile(p)
     try:
-        with torch.serialization.safe_globals(safe):
+        with torch.serialization.safe_globals(safe), warnings.catch_warnings():
+            # a raw pickle's protocol makes torch warn before it refuses the file: the error
+            # below says all there is to say
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(p, map_location="cpu", weights_only=True,
                               mmap=bool(mmap and is_zip))
     except pickle.UnpicklingError as exc:

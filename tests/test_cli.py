@@ -54,8 +54,11 @@ def _run(args, tmp: Path, monkeypatch):
 def _assert_refused(result, tmp: Path, *words: str):
     assert result.exit_code == 2, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
-    err = result.stderr.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("Error: "), err
+    lines = result.stderr.strip().splitlines()
+    err = lines[-1] if lines else ""
+    # one error line, last; before it at most the runner's progress lines
+    assert err.startswith("Error: ") and sum(x.startswith("Error") for x in lines) == 1, lines
+    assert all(x.startswith(("[data]", "[model]", "[extract]")) for x in lines[:-1]), lines
     assert "Traceback" not in result.output
     for w in words:
         assert w in err, err
@@ -185,3 +188,46 @@ def test_relative_paths_resolve_against_the_suite_folder(tmp_path, toy_plugins, 
     assert result.exit_code == 0, result.output
     assert (proj / "suites" / "cache").is_dir() and (proj / "suites" / "out" / "hostile").is_dir()
     assert not any(elsewhere.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def _empty_ckpt(path, marker):
+    return hostile.empty_file(path)
+
+
+def _truncated_ckpt(path, marker):
+    import torch
+
+    torch.save({"state_dict": {"w": torch.zeros(1000)}, "hyper_parameters": {}}, path)
+    Path(path).write_bytes(Path(path).read_bytes()[:300])
+    return str(path)
+
+
+CKPT_CASES = {
+    "code_zip": (lambda p, m: hostile.code_pickle(p, m, "zip"), "python -m harness.safeload"),
+    "code_raw": (lambda p, m: hostile.code_pickle(p, m, "raw"), "python -m harness.safeload"),
+    "empty": (_empty_ckpt, "is empty (0 bytes)"),
+    "truncated": (_truncated_ckpt, "is unreadable"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CKPT_CASES))
+def test_bad_checkpoints_are_refused_in_one_line(tmp_path, case, monkeypatch):
+    make, words = CKPT_CASES[case]
+    marker = tmp_path / "code-ran"
+    ckpt = make(tmp_path / "figaro.ckpt", marker)
+    for side, n in (("m", 3), ("n", 3)):
+        (tmp_path / side).mkdir()
+        for i in range(n):
+            hostile.midi(tmp_path / side / f"t{i}.mid", notes=8 + i + (10 if side == "n" else 0))
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(_suite(tmp_path, {"path": str(tmp_path / "m")}, {"path": str(tmp_path / "n")})
+                     .read_text().replace("toy: {plugin: toy-autoregressive}",
+                                          f"fig: {{plugin: figaro, params: {{checkpoint: {ckpt}}}}}")
+                     .replace("  - plugin: loss", "  - {plugin: loss, params: {mode: conditional}}"))
+    result = _run(["run", str(suite)], tmp_path, monkeypatch)
+    _assert_refused(result, tmp_path, "FIGARO checkpoint", "figaro.ckpt", words)
+    assert not marker.exists()
