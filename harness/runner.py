@@ -145,7 +145,7 @@ def load_cell_data(suite: Suite, data_name: str, echo: Echo) -> CellData:
     truncation, finite, not silent, long enough) here, before any model loads."""
     from .datasets import resolve
     from .errors import DataError
-    from .inputs import InputError, check_files
+    from .inputs import check_files
 
     entry = suite.data[data_name]
     refs = {"members": entry.members.model_dump(), "nonmembers": entry.nonmembers.model_dump()}
@@ -167,10 +167,7 @@ def load_cell_data(suite: Suite, data_name: str, echo: Echo) -> CellData:
             raise HarnessError(f"data '{data_name}' {side}: sample ids are not unique")
     t0 = time.perf_counter()
     for side, samples in (("members", members), ("nonmembers", nonmembers)):
-        try:
-            check_files([s.path for s in samples], where=f"data.{data_name}.{side}")
-        except InputError as exc:
-            raise InputError(str(exc)) from None
+        check_files([s.path for s in samples], where=f"data.{data_name}.{side}")
     mh = {s.id: sample_hash(s.path, s.caption) for s in members}
     nh = {s.id: sample_hash(s.path, s.caption) for s in nonmembers}
     overlap = set(mh.values()) & set(nh.values())
