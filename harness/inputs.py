@@ -31,6 +31,10 @@ SILENCE_DBFS = -100.0
 #: samples decoded per block when checking content
 _BLOCK = 1 << 16
 
+#: data-chunk sizes that writers streaming to a pipe leave in the header (ffmpeg: 0xFFFFFFFF,
+#: sox: 0x7FFFF000, others 0x7FFFFFFF): not a claim, the data runs to the end of the file
+_OPEN_SIZES = (0xFFFFFFFF, 0x7FFFFFFF, 0x7FFFF000)
+
 #: extension -> the format its bytes must have
 EXTENSION_FORMATS = {"wav": "wav", "wave": "wav", "flac": "flac", "ogg": "ogg", "oga": "ogg",
                      "opus": "ogg", "mp3": "mp3", "mid": "midi", "midi": "midi"}
@@ -152,8 +156,8 @@ def _wav_header(p: Path) -> tuple[int, int, int, int] | None:
                 if not sr or not ch or not align:
                     raise _fail(p, f"WAV header is invalid ({sr} Hz, {ch} channels)")
                 present = size - start
-                if clen == 0xFFFFFFFF:  # streaming writers leave the size open
-                    clen = present
+                if clen in _OPEN_SIZES and present:  # written to a pipe: size left open
+                    clen = present - present % align
                 if clen == 0:
                     raise _fail(p, "WAV has no audio frames (a header only); re-export the "
                                    "recording")

@@ -115,3 +115,14 @@ def test_read_audio_is_checked(tmp_path):
     assert x.shape == (1, 16000) and sr == 16000
     with pytest.raises(InputError):
         inputs.read_audio(hostile.nan_wav(tmp_path / "n.wav"))
+
+
+@pytest.mark.parametrize("placeholder", [0xFFFFFFFF, 0x7FFFF000])
+def test_wav_written_to_a_pipe_is_not_truncated(tmp_path, placeholder):
+    # sox/ffmpeg writing to a pipe cannot seek back to fix the data size
+    path = tmp_path / "piped.wav"
+    hostile.truncated_wav(path, claimed_seconds=0, present_frames=4000)
+    data = bytearray(path.read_bytes())
+    data[40:44] = placeholder.to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    assert inputs.check_file(path).frames == 4000
