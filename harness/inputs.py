@@ -37,8 +37,10 @@ _OPEN_SIZES = (0xFFFFFFFF, 0x7FFFFFFF, 0x7FFFF000)
 
 #: extension -> the format its bytes must have
 EXTENSION_FORMATS = {"wav": "wav", "wave": "wav", "flac": "flac", "ogg": "ogg", "oga": "ogg",
-                     "opus": "ogg", "mp3": "mp3", "mid": "midi", "midi": "midi"}
+                     "opus": "ogg", "mp3": "mp3", "aif": "aiff", "aiff": "aiff", "aifc": "aiff",
+                     "mid": "midi", "midi": "midi"}
 _NAMES = {"wav": "WAV (RIFF/WAVE)", "flac": "FLAC", "ogg": "Ogg", "mp3": "MPEG audio (MP3)",
+          "aiff": "AIFF",
           "midi": "MIDI (MThd)"}
 _CONVERT = {"midi": "", "mp3": " or convert it (ffmpeg -i IN OUT.wav)"}
 
@@ -72,6 +74,8 @@ def sniff(head: bytes) -> str | None:
     """The format of a file from its first 12 bytes, or None."""
     if len(head) >= 12 and head[:4] in (b"RIFF", b"RIFX", b"RF64") and head[8:12] == b"WAVE":
         return "wav"
+    if len(head) >= 12 and head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "aiff"
     if head[:4] == b"fLaC":
         return "flac"
     if head[:4] == b"OggS":
@@ -116,9 +120,10 @@ def file_format(path: str | os.PathLike) -> str:
     want = EXTENSION_FORMATS.get(ext)
     if fmt is None:
         raise _fail(p, f"is not audio or MIDI: its first bytes {head[:8]!r} match no known "
-                       "format (WAV, FLAC, Ogg, MP3, MIDI)")
+                       "format (WAV, FLAC, Ogg, MP3, AIFF, MIDI)")
     if want is not None and fmt != want:
-        right = {"wav": ".wav", "flac": ".flac", "ogg": ".ogg", "mp3": ".mp3", "midi": ".mid"}[fmt]
+        right = {"wav": ".wav", "flac": ".flac", "ogg": ".ogg", "mp3": ".mp3", "aiff": ".aiff",
+                 "midi": ".mid"}[fmt]
         raise _fail(p, f"holds {_NAMES[fmt]} data but is named .{ext}; rename it to "
                        f"{right}{_CONVERT.get(fmt, '')}")
     return fmt

@@ -35,13 +35,15 @@ def test_broken_midi_is_refused(tmp_path, kind):
 
 @pytest.mark.parametrize("fmt,subtype,ext", [("WAV", "PCM_16", "wav"), ("WAV", "FLOAT", "wav"),
                                              ("FLAC", "PCM_16", "flac"),
-                                             ("OGG", "VORBIS", "ogg"), ("MP3", None, "mp3")])
+                                             ("OGG", "VORBIS", "ogg"), ("MP3", None, "mp3"),
+                                             ("AIFF", "PCM_16", "aiff")])
 def test_good_audio_passes(tmp_path, fmt, subtype, ext):
     path = tmp_path / f"ok.{ext}"
     sf.write(str(path), np.stack([hostile.tone(0.5), hostile.tone(0.5, freq=220)], 1), 16000,
              format=fmt, subtype=subtype)
     info = inputs.check_file(path)
-    assert info.format == {"WAV": "wav", "FLAC": "flac", "OGG": "ogg", "MP3": "mp3"}[fmt]
+    assert info.format == {"WAV": "wav", "FLAC": "flac", "OGG": "ogg", "MP3": "mp3",
+                           "AIFF": "aiff"}[fmt]
     assert info.channels == 2 and info.sample_rate == 16000
     assert abs(info.seconds - 0.5) < 0.1
 
