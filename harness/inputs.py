@@ -95,7 +95,8 @@ def check_path(path: str | os.PathLike) -> Path:
         st = p.stat()
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise _fail(p, "is a symlink loop; point the link at a real file or remove it") from None
+            raise _fail(p, "is a symlink loop; point the link at a real file or remove "
+                           "it") from None
         if p.is_symlink():
             raise _fail(p, f"is a broken symlink (to {os.readlink(p)}); fix or remove it") from None
         raise _fail(p, "does not exist") from None

@@ -501,7 +501,8 @@ def log_results(results_dir: str | os.PathLike, tracking_uri: str = "sqlite:///m
 
     The tracking URI is always the one given here (relative sqlite paths resolved against the
     working directory), never MLflow's environment default. ``experiment`` defaults to the
-    suite's ``mlflow.experiment``, else its name. This process must be the only one writing to the store (see the module docstring).
+    suite's ``mlflow.experiment``, else its name. Writers to one sqlite store take turns
+    (:func:`store_lock`).
     Raises :class:`TrackingError` (results kept on disk) when the store cannot be written, and
     :class:`~harness.errors.DataError` when the directory itself is not a valid results directory.
     """
@@ -555,7 +556,8 @@ def log_results(results_dir: str | os.PathLike, tracking_uri: str = "sqlite:///m
                     atomic.write_text(suite_art / "suite.yaml", res.get("suite_yaml") or "")
                     atomic.write_json(suite_art / "resolved_config.json",
                                       res.get("resolved_config") or {})
-                    atomic.write_text(suite_art / "plugins.txt", _requirements(res.get("plugins", [])))
+                    atomic.write_text(suite_art / "plugins.txt",
+                                      _requirements(res.get("plugins", [])))
                     atomic.write_json(suite_art / "plugins.json", res.get("plugins", []))
                     (suite_art / "results.json").write_bytes((results_dir / "results.json")
                                                              .read_bytes())

@@ -5,7 +5,6 @@ fail with a named ``ModelLoadError`` and the marker must not exist."""
 from __future__ import annotations
 
 import pickle
-import shutil
 import subprocess
 import sys
 
