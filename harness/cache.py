@@ -92,6 +92,23 @@ class FeatureCache:
         self.dir = Path(root) / "features" / self.key
         self.echo = echo
         self._check_meta()
+        self._sweep()
+
+    #: a temporary file of an atomic write older than this was left by a killed process
+    STALE_SECONDS = 3600
+
+    def _sweep(self) -> None:
+        """Remove what a ``kill -9`` mid-write left behind (``.tmp-*`` of ``atomic.file``);
+        recent ones may belong to a run still writing and are kept."""
+        if not self.dir.is_dir():
+            return
+        now = time.time()
+        for tmp in self.dir.glob(".tmp-*"):
+            try:
+                if now - tmp.stat().st_mtime > self.STALE_SECONDS:
+                    tmp.unlink()
+            except OSError:
+                pass
 
     def _check_meta(self) -> None:
         meta = self.dir / "meta.json"
