@@ -126,13 +126,38 @@ def _subset(samples: list[Sample], n: int | None, seed: int, salt: str) -> list[
     return [samples[i] for i in keep]
 
 
+def _count(entry, side: str, available: int, data_name: str) -> int | None:
+    """How many samples of ``side`` to use: the suite's count (an error if the source has
+    fewer: a silent shortfall would change what the AUC means), capped by ``--limit``."""
+    key = f"n_{side}"
+    n = getattr(entry, key)
+    if isinstance(n, int) and n > available:
+        raise ConfigError(f"data.{data_name}.{key}: {n} requested but the source has "
+                          f"{available}; lower it, or write '{key}: all' to use every sample")
+    n = None if n in (None, "all") else n
+    if entry.limit is not None:
+        n = min(entry.limit, n if n is not None else entry.limit)
+    return n
+
+
 def load_cell_data(suite: Suite, data_name: str, echo: Echo) -> CellData:
+    """Resolve, subset and check one data entry: every file is read and checked (format,
+    truncation, finite, not silent, long enough) here, before any model loads."""
     from .datasets import resolve
+    from .errors import DataError
+    from .inputs import check_files
 
     entry = suite.data[data_name]
     refs = {"members": entry.members.model_dump(), "nonmembers": entry.nonmembers.model_dump()}
-    members = _subset(resolve(refs["members"]), entry.n_members, suite.seed, "members")
-    nonmembers = _subset(resolve(refs["nonmembers"]), entry.n_nonmembers, suite.seed, "nonmembers")
+    picked = {}
+    for side in ("members", "nonmembers"):
+        try:
+            samples = resolve(refs[side])
+        except DataError as exc:
+            raise type(exc)(f"data.{data_name}.{side}: {exc}") from None
+        picked[side] = _subset(samples, _count(entry, side, len(samples), data_name),
+                               suite.seed, side)
+    members, nonmembers = picked["members"], picked["nonmembers"]
     if len(members) < 2 or len(nonmembers) < 2:
         raise HarnessError(f"data '{data_name}' has {len(members)} members and {len(nonmembers)} "
                            "non-members; at least 2 of each are needed")
@@ -141,15 +166,29 @@ def load_cell_data(suite: Suite, data_name: str, echo: Echo) -> CellData:
         if len(set(ids)) != len(ids):
             raise HarnessError(f"data '{data_name}' {side}: sample ids are not unique")
     t0 = time.perf_counter()
+    for side, samples in (("members", members), ("nonmembers", nonmembers)):
+        check_files([s.path for s in samples], where=f"data.{data_name}.{side}")
     mh = {s.id: sample_hash(s.path, s.caption) for s in members}
     nh = {s.id: sample_hash(s.path, s.caption) for s in nonmembers}
     overlap = set(mh.values()) & set(nh.values())
     if overlap:
-        echo(f"warning: data '{data_name}': {len(overlap)} identical file(s) appear among both "
-             "members and non-members; their MIA labels contradict each other")
+        msg = (f"data.{data_name}: {len(overlap)} identical sample(s) (same file content and "
+               "caption) appear among both members and non-members; their MIA labels "
+               "contradict each other")
+        if not entry.allow_overlap:
+            raise ConfigError(msg + ". Use disjoint sources, or set allow_overlap: true on "
+                              "the entry to measure it anyway")
+        echo(f"warning: {msg} (allow_overlap: true)")
     echo(f"[data] {data_name}: {len(members)} members, {len(nonmembers)} non-members "
-         f"(hashed in {time.perf_counter() - t0:.1f} s)")
+         f"(checked and hashed in {time.perf_counter() - t0:.1f} s)")
     return CellData(members, nonmembers, mh, nh, refs)
+
+
+def load_all_data(suite: Suite, echo: Echo) -> dict[str, CellData]:
+    """Every data entry any model uses, checked before the first model loads (a bad file then
+    costs seconds and leaves nothing written)."""
+    names = list(dict.fromkeys(d for m in suite.models for d in suite.data_for(m)))
+    return {name: load_cell_data(suite, name, echo) for name in names}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,7 +276,8 @@ def extract_cell(suite: Suite, model_name: str, model: Model, model_info, identi
     for side, samples, hashes in (("members", cell.members, cell.member_hashes),
                                   ("nonmembers", cell.nonmembers, cell.nonmember_hashes)):
         caches = [FeatureCache(cache_root, cache_inputs(
-            suite, model_name, model, model_info, identity, r, cell.refs[side])) for r in runs]
+            suite, model_name, model, model_info, identity, r, cell.refs[side]), echo=echo)
+            for r in runs]
         feats[side] = extract_split(model, runs, caches, samples, hashes, batch_size, suite.seed,
                                     f"{label} {side}", echo)
     return feats
@@ -352,7 +392,7 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
     }
     score_files: dict[str, dict] = {}
     with _env("HARNESS_CACHE_DIR", str(cache_root)):
-        data_cache: dict[str, CellData] = {}
+        data_cache = load_all_data(suite, echo)
         for model_name in suite.models:
             echo(f"[model] loading {model_name}")
             model, model_info = make_model(model_name, suite)
@@ -364,8 +404,6 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
                 continue
             batch_size = suite.models[model_name].batch_size or suite.batch_size
             for data_name in suite.data_for(model_name):
-                if data_name not in data_cache:
-                    data_cache[data_name] = load_cell_data(suite, data_name, echo)
                 cell = data_cache[data_name]
                 feats = extract_cell(suite, model_name, model, model_info, identity, runs, cell,
                                      batch_size, cache_root, f"{model_name} × {data_name}", echo)

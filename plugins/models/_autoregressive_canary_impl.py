@@ -163,6 +163,7 @@ class AutoregressiveCanary(AudioGenModel):
 
     #: 2: scored with the audiogen plugin's batched masked cross-attention
     version = "2"
+    data_ref_params = ("train_data",)
     defaults = {
         "train_data": DEFAULT_TRAIN_DATA,
         "steps": 300,
