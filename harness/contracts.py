@@ -67,12 +67,20 @@ class Configurable:
 
 @dataclass(frozen=True)
 class Sample:
-    """One audio clip or MIDI file. ``id`` must be unique and stable within its source."""
+    """One audio clip or MIDI file. ``id`` must be unique and stable within its source.
+
+    ``start`` / ``duration`` (seconds) name the span of the file that *is* the sample, for
+    sources whose files hold more than the clip (AudioCaps' full YouTube audio with a
+    ``start_time``); ``duration=None`` means to the end of the file. How much of that span a
+    model actually scores is its window policy (``harness.segments``).
+    """
 
     id: str
     path: str
     caption: str = ""
     metadata: dict = field(default_factory=dict, compare=False, hash=False)
+    start: float = 0.0
+    duration: float | None = None
 
 
 class Dataset(Configurable):
@@ -118,6 +126,16 @@ class Model(Configurable):
     def provide(self, samples: Sequence[Sample], needs: set[str], ctx: "BatchContext") -> dict:
         """Compute every requested output for one batch, sharing work between them."""
         raise NotImplementedError
+
+    def scoring_windows(self, sample: Sample) -> "list | None":
+        """The ``harness.segments.Window``s of ``sample`` this model scores, under its declared
+        window policy; None for models that score the whole file (MIDI). The runner records
+        what they cover per sample (results.json ``coverage``)."""
+        return None
+
+    def padding_policy(self) -> str:
+        """``exclude`` (padding never scored) or ``include`` (see harness.segments)."""
+        return str(getattr(self, "params", {}).get("padding", "exclude"))
 
 
 @dataclass

@@ -90,8 +90,10 @@ def test_loads_official_files_with_identical_weights(model, ckpt_dir):
 def test_stats_lengths_follow_the_delay_pattern(model, clips):
     out = model.provide(_samples(clips), {COND, CONTRAST}, None)
     assert set(out) == {COND, CONTRAST}
+    # clip 2 has 1.2 s = 60 frames of audio: its padded frames are not scored (every codebook
+    # of frames 0..59 is predicted within the 100-step pattern)
     for name in (COND, CONTRAST):
-        assert [len(s) for s in out[name]] == [VALID] * 3
+        assert [len(s) for s in out[name]] == [VALID, VALID, 4 * 60]
         for s in out[name]:
             assert np.all(np.isfinite(s.logprob)) and np.all(s.logprob <= 1e-9)
             assert np.all(s.mean_sq_logprob >= s.mean_logprob ** 2 - 1e-6)
@@ -292,7 +294,9 @@ def test_one_batched_call_scores_each_sample_as_alone(tmp_path, t5_dir, clips, l
     from plugins.models._audiogen_impl import AudioGenModel, key_mask_supported
 
     ck = write_tiny_audiogen(tmp_path / "lm", t5_dir=t5_dir, seed=2, lm=lm_cfg, fuser=fuser_cfg)
-    model = AudioGenModel(checkpoint=str(ck), t5=str(t5_dir), segment_seconds=SECONDS)
+    # padding included: the reference below scores every frame of the padded 1.2 s clip
+    model = AudioGenModel(checkpoint=str(ck), t5=str(t5_dir), segment_seconds=SECONDS,
+                          padding="include")
     lm = model.load().lm
     assert key_mask_supported(lm) == masked
     samples = _samples(clips, captions=("a dog", "rain on a tin roof, 4/4 time", ""))
@@ -307,3 +311,77 @@ def test_one_batched_call_scores_each_sample_as_alone(tmp_path, t5_dir, clips, l
     for got_c, got_x, want in zip(out[COND], out[CONTRAST], _unpadded_reference(model, samples)):
         np.testing.assert_allclose(got_c.logprob, want[COND], atol=3e-5)
         np.testing.assert_allclose(got_x.logprob, want[CONTRAST], atol=3e-5)
+
+
+def test_padded_frames_are_not_scored_so_the_window_length_does_not_matter(ckpt_dir, t5_dir,
+                                                                           clips):
+    """A 1.2 s clip in a 2 s or a 3 s window: the LM is causal, so its real frames score the
+    same and only the padding differs; with padding excluded the stats are identical, with it
+    included (the old behaviour) the mean loss moves with the amount of padding."""
+    from plugins.models._audiogen_impl import AudioGenModel
+
+    s = _samples(clips[2:3], captions=("a short one",))
+    got = {}
+    for seconds in (2.0, 3.0):
+        for padding in ("exclude", "include"):
+            m = AudioGenModel(checkpoint=str(ckpt_dir), t5=str(t5_dir), segment_seconds=seconds,
+                              padding=padding)
+            got[seconds, padding] = m.provide(s, {COND, CONTRAST}, None)
+    for name in (COND, CONTRAST):
+        a, b = got[2.0, "exclude"][name][0], got[3.0, "exclude"][name][0]
+        assert len(a) == len(b) == 4 * 60
+        np.testing.assert_array_equal(a.token_ids, b.token_ids)
+        np.testing.assert_allclose(a.logprob, b.logprob, atol=1e-4)
+        a, b = got[2.0, "include"][name][0], got[3.0, "include"][name][0]
+        assert len(a) > 4 * 60 and len(b) > len(a)
+        assert abs(a.logprob.mean() - b.logprob.mean()) > 1e-3
+
+
+def test_windows_all_scores_the_whole_clip(ckpt_dir, t5_dir, clips):
+    """3 s clip, 2 s windows: the second window's 1 s (50 frames) joins the first window's
+    stats; the first window alone is what windows: first gives."""
+    from plugins.models._audiogen_impl import AudioGenModel
+
+    s = _samples(clips[1:2])
+    first = AudioGenModel(checkpoint=str(ckpt_dir), t5=str(t5_dir), segment_seconds=SECONDS)
+    every = AudioGenModel(checkpoint=str(ckpt_dir), t5=str(t5_dir), segment_seconds=SECONDS,
+                          windows="all")
+    a = first.provide(s, {COND}, None)[COND][0]
+    b = every.provide(s, {COND}, None)[COND][0]
+    assert len(a) == VALID and len(b) == VALID + 4 * 50
+    np.testing.assert_allclose(b.logprob[:VALID], a.logprob, atol=1e-5)
+    assert [w.seconds for w in every.scoring_windows(s[0])] == [2.0, 1.0]
+
+
+def test_sample_start_is_where_the_window_begins(model, clips):
+    import torch
+
+    from harness.contracts import Sample
+
+    late = model.read_window(clips[1], 1.0)[0]
+    full, _ = model.read_window(clips[1], 0.0, 3.0)
+    assert late.shape == full.shape
+    w = model.scoring_windows(Sample("x", clips[1], start=1.0))[0]
+    assert (w.start, w.seconds) == (1.0, 2.0)
+    # julius resampling of a cut is not bit-identical at the edges; the middle is the same audio
+    torch.testing.assert_close(late[:, 4000:12000], full[:, 20000:28000], atol=2e-3, rtol=0)
+
+
+def test_a_clip_shorter_than_one_codec_frame_is_a_named_error(model, tmp_path):
+    from harness.errors import ClipTooShortError
+
+    p = tmp_path / "tiny.wav"
+    sf.write(p, np.full(200, 0.1, np.float32), 16000)   # 200 samples < one 320-sample frame
+    with pytest.raises(ClipTooShortError, match="tiny.wav"):
+        model.provide(_samples([str(p)]), {COND}, None)
+
+
+def test_codes_do_not_depend_on_the_batch(model, clips):
+    """Each clip is encoded alone: its codes are the same whatever shares its batch (batch
+    size is not in the feature-cache key)."""
+    import torch
+
+    samples = _samples(clips)
+    together = model.tokens(samples)
+    for i in range(len(samples)):
+        assert torch.equal(model.tokens(samples[i:i + 1])[0], together[i])
