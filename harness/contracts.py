@@ -146,13 +146,15 @@ class TokenStats:
     models: time, then codebook), over valid positions only. Under the distribution ``p`` of the
     chosen mode (conditional, or the guidance contrast softmax(l_cond - l_null)):
     ``logprob`` = log p(true token), ``max_other_logprob`` = max over other tokens of log p,
-    ``mean_logprob`` = sum_v p_v log p_v, ``mean_sq_logprob`` = sum_v p_v (log p_v)^2.
+    ``mean_logprob`` = sum_v p_v log p_v, ``var_logprob`` = sum_v p_v (log p_v - mean_logprob)^2
+    (the centred second moment: forming it as E[(log p)^2] - mean^2 cancels away its digits when
+    the distribution is flat, issue #9).
     """
 
     logprob: np.ndarray
     max_other_logprob: np.ndarray
     mean_logprob: np.ndarray
-    mean_sq_logprob: np.ndarray
+    var_logprob: np.ndarray
     token_ids: np.ndarray
 
     def __len__(self) -> int:

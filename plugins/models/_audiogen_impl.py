@@ -55,7 +55,6 @@ from harness.tokenstats import CONTRAST_MODES
 
 LM_FILE = "state_dict.bin"
 COMPRESSION_FILE = "compression_state_dict.bin"
-DTYPES = ("float32", "float16", "bfloat16")
 #: one EnCodec frame of AudioGen (hop 320 at 16 kHz): less audio than that has no token
 MIN_CLIP_SECONDS = 0.02
 
@@ -234,7 +233,8 @@ class AudioGenModel(AutoregressiveModel):
     """AudioGen (or any audiocraft text-to-audio LM checkpoint in the same format)."""
 
     #: 2: one batched forward with masked cross-attention (was: one per caption length)
-    #: 3: padded frames excluded (``padding``), each clip encoded alone, ``windows``
+    #: 3: padded frames excluded (``padding``), each clip encoded alone, ``windows``; the LM
+    #: cast to ``dtype`` after loading
     version = "3"
     has_null_condition = True
     defaults = {
@@ -253,8 +253,9 @@ class AudioGenModel(AutoregressiveModel):
             raise ConfigError("audiogen: 'checkpoint' is required: a local directory holding "
                               "state_dict.bin and compression_state_dict.bin, or a hub id "
                               "such as facebook/audiogen-medium already in the HF cache")
-        if p["dtype"] not in DTYPES:
-            raise ConfigError(f"audiogen: dtype must be one of {DTYPES}, got {p['dtype']!r}")
+        from harness.dtypes import check
+
+        check(p["dtype"], self.registered_name or "audiogen")
         if p["contrast"] not in CONTRAST_MODES:
             raise ConfigError(f"audiogen: contrast must be one of {CONTRAST_MODES}, "
                               f"got {p['contrast']!r}")
@@ -294,6 +295,8 @@ class AudioGenModel(AutoregressiveModel):
         t5 = self.t5_source()
         ident["t5"] = _dir_hash(t5) if t5 else "name from the checkpoint config (HF cache)"
         ident["segment_seconds"] = float(self.params["segment_seconds"])
+        # what the LM really runs in (cast after load, whatever audiocraft's loader chose)
+        ident["lm_dtype"] = self.params["dtype"]
         ident["windows"] = self.params["windows"]
         ident["padding"] = self.params["padding"]
         return ident
@@ -332,10 +335,41 @@ class AudioGenModel(AutoregressiveModel):
             raise ModelLoadError(f"audiogen: cannot load '{source}' with "
                                  f"AudioGen.get_pretrained: {type(exc).__name__}: {exc}.{hint}"
                                  ) from exc
+        self._cast_lm(model, source)
         model.lm.eval()
         model.compression_model.eval()
         self._model = model
         return model
+
+    def _cast_lm(self, model, source: str) -> None:
+        """Run the LM end to end in the suite's dtype. audiocraft's ``load_lm_model`` builds the
+        LM with ``cfg.dtype='float16'`` on any non-CPU device: the transformer becomes fp16
+        (its checkpoint weights rounded on load) while embeddings, output heads and the
+        condition provider stay fp32, so a forward pass without audiocraft's autocast fails
+        with a dtype mismatch. The whole LM is cast to ``dtype``; if the load had narrowed any
+        weight below it, the checkpoint's ``best_state`` is loaded again so the weights are
+        the checkpoint's, not their fp16 rounding. The codec stays float32, as audiocraft
+        runs it."""
+        import torch
+
+        from harness.dtypes import module_dtypes, torch_dtype
+
+        want = torch_dtype(self.params["dtype"])
+        have = module_dtypes(model.lm)
+        if have == {self.params["dtype"]}:
+            return
+        narrowed = any(torch.finfo(getattr(torch, d)).bits < torch.finfo(want).bits
+                       or (d == "float16" and want == torch.bfloat16) for d in have)
+        model.lm.to(want)
+        if narrowed:
+            from audiocraft.models.loaders import load_lm_model_ckpt
+
+            state = load_lm_model_ckpt(source)["best_state"]
+            model.lm.load_state_dict(state)
+        got = module_dtypes(model.lm)
+        if got != {self.params["dtype"]}:
+            raise ModelLoadError(f"audiogen: could not run the LM in {self.params['dtype']}: its "
+                                 f"tensors are {sorted(got)} after the cast")
 
     # -- inputs -----------------------------------------------------------------------------------
 
@@ -451,12 +485,12 @@ class AudioGenModel(AutoregressiveModel):
     def _forward(self, lm, codes, tensors, key_mask=None):
         import torch
 
-        dtype = getattr(torch, self.params["dtype"])
-        dev = torch.device(self.device).type
+        from harness.dtypes import autocast
+
         masking = (masked_cross_attention(lm, key_mask) if key_mask is not None
                    else contextlib.nullcontext())
-        with torch.no_grad(), torch.autocast(device_type=dev, dtype=dtype,
-                                             enabled=dtype != torch.float32), masking:
+        # audiocraft's own pipeline (genmodel) autocasts the LM in reduced precision
+        with torch.no_grad(), autocast(self.params["dtype"], self.device), masking:
             return lm.compute_predictions(codes, [], condition_tensors=tensors)
 
     def _masked_predictions(self, codes, captions, with_null):
