@@ -173,33 +173,7 @@ def masked_cross_attention(lm, key_mask):
 
 
 # --------------------------------------------------------------------------------------------
-# identity: content hashes, remembered per (path, size, mtime) so a 3.7 GB file is read once
-
-
-def file_hash(path: str | os.PathLike) -> dict:
-    """{"size", "blake2b"} of a file. The full content is hashed (two checkpoints of the same size
-    must never share a feature cache); the result is memoised under the harness cache, keyed by
-    the resolved path, size and mtime, so only the first call reads the file."""
-    from harness import atomic
-    from harness.paths import cache_dir
-
-    p = Path(path).resolve()
-    st = p.stat()
-    key = hashlib.blake2b(f"{p}\x00{st.st_size}\x00{st.st_mtime_ns}".encode(),
-                          digest_size=16).hexdigest()
-    memo = cache_dir("file-hashes") / f"{key}.json"
-    if memo.is_file():
-        try:
-            return json.loads(memo.read_text())
-        except (OSError, ValueError):
-            pass
-    h = hashlib.blake2b(digest_size=20)
-    with open(p, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    out = {"size": st.st_size, "blake2b": h.hexdigest()}
-    atomic.write_json(memo, out)
-    return out
+# identity: content hashes (harness.checkpoints)
 
 
 def _resolve_checkpoint_files(source: str) -> dict[str, str] | None:
@@ -218,11 +192,6 @@ def _resolve_checkpoint_files(source: str) -> dict[str, str] | None:
             return None
         out[f] = hit
     return out
-
-
-def _dir_hash(path: str) -> dict:
-    files = sorted(p for p in Path(path).rglob("*") if p.is_file())
-    return {str(p.relative_to(path)): file_hash(p) for p in files}
 
 
 # --------------------------------------------------------------------------------------------
@@ -283,17 +252,20 @@ class AudioGenModel(AutoregressiveModel):
     # -- loading --------------------------------------------------------------------------------
 
     def identity(self) -> dict:
+        from harness.checkpoints import dir_hash, file_hash
+
         source = self.checkpoint_source()
         files = _resolve_checkpoint_files(source)
-        ident: dict = {"checkpoint": source if not os.path.isdir(source)
-                       else str(Path(source).resolve())}
+        # a local folder is named by its contents only (a copy, or a copied cache holding a
+        # canary, keeps its identity); a hub id by its name and, once cached, its contents
+        ident: dict = {} if os.path.isdir(source) else {"checkpoint": source}
         if files is None:
             ident["files"] = "not in the local Hugging Face cache"
         else:
             ident["files"] = {name: file_hash(path) if os.path.isfile(path) else "missing"
                               for name, path in files.items()}
         t5 = self.t5_source()
-        ident["t5"] = _dir_hash(t5) if t5 else "name from the checkpoint config (HF cache)"
+        ident["t5"] = dir_hash(t5) if t5 else "name from the checkpoint config (HF cache)"
         ident["segment_seconds"] = float(self.params["segment_seconds"])
         # what the LM really runs in (cast after load, whatever audiocraft's loader chose)
         ident["lm_dtype"] = self.params["dtype"]

@@ -254,9 +254,9 @@ class AutoregressiveCanary(AudioGenModel):
         return str(self.checkpoint_dir() / T5_DIR)
 
     def identity(self) -> dict:
-        ident = super().identity()
-        ident["canary"] = {k: self.params[k] for k in TRAIN_PARAMS}
-        return ident
+        """The trained weights' content hashes (``AudioGenModel.identity``): not the cache path
+        nor the training-data paths, so a copied cache is reused."""
+        return super().identity()
 
     # -- training -------------------------------------------------------------------------------
 

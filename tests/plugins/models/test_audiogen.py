@@ -187,6 +187,12 @@ def test_identity_hashes_content(ckpt_dir, t5_dir, tmp_path):
     c = AudioGenModel(checkpoint=str(other), t5=str(t5_dir)).identity()
     assert c["files"]["state_dict.bin"] != b["files"]["state_dict.bin"]
     assert c["files"]["compression_state_dict.bin"] == b["files"]["compression_state_dict.bin"]
+    # one byte, same size and name: still a new identity
+    raw = bytearray((other / "state_dict.bin").read_bytes())
+    raw[-20] ^= 1
+    (other / "state_dict.bin").write_bytes(bytes(raw))
+    d = AudioGenModel(checkpoint=str(other), t5=str(t5_dir)).identity()
+    assert d["files"]["state_dict.bin"] != c["files"]["state_dict.bin"]
 
 
 def test_lut_conditioned_checkpoint_loads_without_t5(tmp_path, clips):
