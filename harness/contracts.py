@@ -209,6 +209,16 @@ class DiffusionModel(Model):
         Models whose outputs are not built that way override this."""
         import torch
 
+        from .errors import DataError
+
+        spans = [s.id for s in samples if s.start or s.duration is not None]
+        if spans:
+            # encode_audio reads whole files; scoring the file's start instead of the sample's
+            # span would be silently wrong (e.g. AudioCaps full-length recordings)
+            raise DataError(
+                f"model '{self.registered_name or type(self).__name__}' reads whole files but "
+                f"sample '{spans[0]}' is a span of its file (start/duration, e.g. audiocaps "
+                "with full-length recordings); cut the clips to their own files first")
         out: dict = {}
         with torch.no_grad():
             if LATENTS in needs:
@@ -313,13 +323,17 @@ def sample_seed(seed: int, sample_id: str, purpose: str) -> int:
 
 class BatchContext:
     """What an attack sees for one batch: the samples, the model, the outputs the model provided
-    for the whole cell's needs, and a memo for work shared between attacks."""
+    for the whole cell's needs, the registered names of the attacks that share this batch
+    (``attacks``: so one attack can compute, once, what another will need, e.g. gradients), and
+    a memo for work shared between attacks."""
 
-    def __init__(self, model: Model, samples: Sequence[Sample], seed: int, outputs: dict | None = None):
+    def __init__(self, model: Model, samples: Sequence[Sample], seed: int, outputs: dict | None = None,
+                 attacks: Iterable[str] = ()):
         self.model = model
         self.samples = list(samples)
         self.seed = int(seed)
         self.outputs: dict = dict(outputs or {})
+        self.attacks: frozenset[str] = frozenset(attacks)
         self._memo: dict = {}
 
     def __len__(self) -> int:

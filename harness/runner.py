@@ -195,9 +195,8 @@ def extract_split(model: Model, runs: list[AttackRun], caches: list[FeatureCache
         needs: set[str] = set()
         for i in active:
             needs |= set(runs[i].attack.needs())
-        ctx = BatchContext(model, batch, seed)
+        ctx = BatchContext(model, batch, seed, attacks={runs[i].plugin for i in active})
         ctx.outputs = dict(model.provide(batch, needs, ctx))
-        ctx.outputs["cell_attacks"] = {runs[i].plugin for i in active}
         for i in active:
             feats = runs[i].attack.extract(ctx)
             _check_features(runs[i], feats, len(batch))

@@ -64,3 +64,15 @@ def test_summary_counts():
             {"coverage": 0.5, "padded_fraction": 0.0, "truncated": True, "short": False}]
     s = segments.summarize(recs)
     assert s == {"coverage_mean": 0.75, "padded_fraction": 0.0, "n_truncated": 1, "n_short": 1}
+
+
+def test_diffusion_models_refuse_a_span_they_would_read_wrongly(clip):
+    from harness.contracts import DiffusionModel
+    from harness.errors import DataError
+
+    class M(DiffusionModel):
+        def identity(self):
+            return {}
+
+    with pytest.raises(DataError, match="span of its file"):
+        M().provide([Sample("a", clip, start=1.0)], {"latents"}, None)
