@@ -47,11 +47,16 @@ def make_key(inputs: Mapping) -> str:
     return hashlib.blake2b(canonical_json(inputs).encode(), digest_size=16).hexdigest()
 
 
-def sample_hash(path: str, caption: str = "") -> str:
-    """Content hash of one sample (file bytes + caption)."""
+def sample_hash(path: str, caption: str = "", start: float = 0.0,
+                duration: float | None = None) -> str:
+    """Content hash of one sample (file bytes + caption, + its span when it is not the whole
+    file: two clips cut from one recording are two samples)."""
     h = hashlib.blake2b(digest_size=16)
     h.update(caption.encode())
     h.update(b"\x00")
+    if start or duration is not None:
+        h.update(f"span {float(start)!r} {duration!r}".encode())
+        h.update(b"\x00")
     try:
         with open(path, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):

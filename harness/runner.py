@@ -168,8 +168,8 @@ def load_cell_data(suite: Suite, data_name: str, echo: Echo) -> CellData:
     t0 = time.perf_counter()
     for side, samples in (("members", members), ("nonmembers", nonmembers)):
         check_files([s.path for s in samples], where=f"data.{data_name}.{side}")
-    mh = {s.id: sample_hash(s.path, s.caption) for s in members}
-    nh = {s.id: sample_hash(s.path, s.caption) for s in nonmembers}
+    mh = {s.id: sample_hash(s.path, s.caption, s.start, s.duration) for s in members}
+    nh = {s.id: sample_hash(s.path, s.caption, s.start, s.duration) for s in nonmembers}
     overlap = set(mh.values()) & set(nh.values())
     if overlap:
         msg = (f"data.{data_name}: {len(overlap)} identical sample(s) (same file content and "
@@ -234,9 +234,8 @@ def extract_split(model: Model, runs: list[AttackRun], caches: list[FeatureCache
         needs: set[str] = set()
         for i in active:
             needs |= set(runs[i].attack.needs())
-        ctx = BatchContext(model, batch, seed)
+        ctx = BatchContext(model, batch, seed, attacks={runs[i].plugin for i in active})
         ctx.outputs = dict(model.provide(batch, needs, ctx))
-        ctx.outputs["cell_attacks"] = {runs[i].plugin for i in active}
         for i in active:
             feats = runs[i].attack.extract(ctx)
             _check_features(runs[i], feats, len(batch))
@@ -283,6 +282,32 @@ def extract_cell(suite: Suite, model_name: str, model: Model, model_info, identi
     return feats
 
 
+def cell_coverage(model: Model, cell: CellData, label: str, echo: Echo) -> dict | None:
+    """{side: [coverage record per sample]} under the model's window policy (harness.segments),
+    or None for models that score whole files. Warns once with the counts of truncated and
+    padded clips, so nobody is surprised that only the first seconds were scored."""
+    from . import segments
+
+    out, records = {}, []
+    padding = model.padding_policy()
+    for side, samples in (("members", cell.members), ("nonmembers", cell.nonmembers)):
+        recs = []
+        for s in samples:
+            wins = model.scoring_windows(s)
+            if wins is None:
+                return None
+            recs.append(segments.coverage(s, wins, padding))
+        out[side] = recs
+        records += recs
+    summary = segments.summarize(records)
+    if summary["n_truncated"] or summary["n_short"]:
+        echo(f"warning: {label}: {summary['n_truncated']} of {len(records)} clips are longer "
+             f"than what the model scores (mean coverage {summary['coverage_mean']:.2f}), "
+             f"{summary['n_short']} are shorter than its window (padding {padding}d)")
+    out["summary"] = summary
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # stages 2–3: score and evaluate
 
@@ -302,7 +327,8 @@ def evaluate_mia(suite: Suite, run: AttackRun, member_feats: dict, nonmember_fea
 
 
 def score_cell(suite: Suite, model_name: str, data_name: str, family: str,
-               runs: list[AttackRun], cell: CellData, feats: dict) -> tuple[list[dict], dict]:
+               runs: list[AttackRun], cell: CellData, feats: dict,
+               coverage: dict | None = None) -> tuple[list[dict], dict]:
     """Stages 2–3 (MIA) for one cell: result entries and per-sample score arrays to save."""
     entries, files = [], {}
     member_ids = np.array([s.id for s in cell.members])
@@ -319,6 +345,12 @@ def score_cell(suite: Suite, model_name: str, data_name: str, family: str,
             member_features=np.stack([m_feats[s.name] for s in r.specs], 1),
             nonmember_features=np.stack([n_feats[s.name] for s in r.specs], 1),
         )
+        if coverage is not None:
+            for side in ("member", "nonmember"):
+                recs = coverage[side + "s"]
+                files[rel][f"{side}_coverage"] = np.array([c["coverage"] for c in recs])
+                files[rel][f"{side}_padded_fraction"] = np.array(
+                    [c["padded_fraction"] for c in recs])
         entries.append({
             "model": model_name, "data": data_name, "attack": r.label, "plugin": r.plugin,
             "family": family, "params": r.params, "auc": res["auc"], "auc_std": res["auc_std"],
@@ -328,6 +360,8 @@ def score_cell(suite: Suite, model_name: str, data_name: str, family: str,
             "n_nonmembers": len(cell.nonmembers), "per_feature": res["per_feature"],
             "scores_file": rel,
         })
+        if coverage is not None:
+            entries[-1]["coverage"] = coverage["summary"]
     return entries, files
 
 
@@ -407,8 +441,10 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
                 cell = data_cache[data_name]
                 feats = extract_cell(suite, model_name, model, model_info, identity, runs, cell,
                                      batch_size, cache_root, f"{model_name} × {data_name}", echo)
+                coverage = cell_coverage(model, cell, f"{model_name} × {data_name}", echo)
                 echo(f"[score] {model_name} × {data_name}: {len(runs)} attacks")
-                entries, files = score_cell(suite, model_name, data_name, family, runs, cell, feats)
+                entries, files = score_cell(suite, model_name, data_name, family, runs, cell,
+                                            feats, coverage)
                 results["mia"] += entries
                 score_files.update(files)
                 for agg in suite.aggregators:

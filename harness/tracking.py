@@ -392,6 +392,9 @@ def _log_mia(client, exp_id: str, parent_id: str, results_dir: Path, entry: dict
         metrics = [(k, _num(entry.get(src)), 0) for k, src in (
             ("auc", "auc"), ("auc_std", "auc_std"), (tkey, "tpr_at_fpr"),
             (f"{tkey}_std", "tpr_at_fpr_std"))]
+        cov = entry.get("coverage") or {}
+        metrics += [(k, _num(cov.get(k)), 0) for k in ("coverage_mean", "padded_fraction")
+                    if k in cov]
         per_feature = entry.get("per_feature") or []
         safe = _unique_names([f["name"] for f in per_feature])
         for f, s in zip(per_feature, safe):

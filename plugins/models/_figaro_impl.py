@@ -17,7 +17,6 @@ last window that an earlier window already scored are not counted twice.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -30,7 +29,6 @@ from harness.errors import ConfigError, DataError, ModelLoadError
 from . import _figaro_remi as remi
 
 DTYPES = ("float32", "float16", "bfloat16")
-_HASH_CACHE: dict = {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,18 +136,6 @@ def load_seq2seq(path, vae_path=None):
     return model, vae
 
 
-def file_digest(path) -> str:
-    st = os.stat(path)
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _HASH_CACHE:
-        h = hashlib.blake2b(digest_size=16)
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 22), b""):
-                h.update(chunk)
-        _HASH_CACHE[key] = h.hexdigest()
-    return _HASH_CACHE[key]
-
-
 # ---------------------------------------------------------------------------------------------
 # the plugin
 
@@ -200,13 +186,15 @@ class FigaroModel(AutoregressiveModel):
         return self.params["checkpoint"], self.params["vae_checkpoint"]
 
     def identity(self) -> dict:
+        from harness.checkpoints import file_hash
+
         ckpt, vae = self.checkpoint_paths()
         for what, path in (("checkpoint", ckpt), ("vae_checkpoint", vae)):
             if path and not Path(path).is_file():
                 raise ModelLoadError(f"figaro: {what} not found: {path}")
-        return {"checkpoint": str(ckpt), "checkpoint_blake2b": file_digest(ckpt),
-                "vae_checkpoint": str(vae) if vae else None,
-                "vae_blake2b": file_digest(vae) if vae else None,
+        # contents only: a copied checkpoint (or a copied cache holding a canary) is the same
+        return {"checkpoint_sha256": file_hash(ckpt),
+                "vae_sha256": file_hash(vae) if vae else None,
                 "dtype": self.params["dtype"], "window": self.params["window"],
                 "max_windows": self.params["max_windows"],
                 "dedupe_overlap": self.params["dedupe_overlap"]}

@@ -124,9 +124,9 @@ class SymbolicCanary(FigaroModel):
         return str(self.checkpoint_dir() / CKPT_NAME), None
 
     def identity(self) -> dict:
-        ident = super().identity()
-        ident["canary"] = {k: self.params[k] for k in TRAIN_PARAMS}
-        return ident
+        """The trained checkpoint's content hash (``FigaroModel.identity``), not its path in
+        the cache, so a copied cache is reused."""
+        return super().identity()
 
     # -- training ---------------------------------------------------------------------------------
 

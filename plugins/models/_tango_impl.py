@@ -56,7 +56,7 @@ from harness.contracts import DiffusionModel
 from harness.errors import ConfigError, ModelLoadError
 
 from . import _audio
-from ._audioldm2_impl import (DTYPES, check_choice, content_hash, freeze, posterior_latents,
+from ._audioldm2_impl import (DTYPES, check_choice, freeze, posterior_latents,
                               resolve_checkpoint, timesteps, to_epsilon)
 
 FILES = ("main_config.json", "vae_config.json", "stft_config.json", "pytorch_model_main.bin",
@@ -217,9 +217,9 @@ class Tango(DiffusionModel):
         "dtype": "float32",
         "latent_sampling": "mean",
         "null_condition": "t5-empty",
-        "hash_weights": False,
     }
-    version = "1"
+    #: 2: identity by the weights' content (was: names and sizes)
+    version = "2"
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -231,8 +231,6 @@ class Tango(DiffusionModel):
         check_choice("dtype", p["dtype"], DTYPES, name)
         check_choice("latent_sampling", p["latent_sampling"], ("mean", "sample"), name)
         check_choice("null_condition", p["null_condition"], ("t5-empty", "zeros"), name)
-        if not isinstance(p["hash_weights"], bool):
-            raise ConfigError(f"model '{name}': hash_weights must be true or false")
         self.root = resolve_checkpoint(p["checkpoint"], name, EXPECTED)
         missing = [f for f in FILES if not (self.root / f).is_file()]
         if missing:
@@ -326,8 +324,10 @@ class Tango(DiffusionModel):
         if self._identity is None:
             tok_files = [f for f in sorted(self.tokenizer_dir.iterdir()) if f.is_file()
                          and f.suffix in (".json", ".model", ".txt")]
-            h = content_hash([self.root / f for f in FILES], self.root, self.params["hash_weights"])
-            tok = content_hash(tok_files, self.tokenizer_dir, True)
+            from harness.checkpoints import files_hash
+
+            h = files_hash([self.root / f for f in FILES], self.root)
+            tok = files_hash(tok_files, self.tokenizer_dir)
             extra = json.dumps([self.unet_config, self.scheduler_cfg], sort_keys=True)
             import hashlib
 
@@ -336,9 +336,8 @@ class Tango(DiffusionModel):
                 "format": "declare-lab/tango (main/vae/stft state dicts)",
                 "checkpoint": str(self.params["checkpoint"]),
                 "content_hash": combined,
-                "hashed": ("all bytes" if self.params["hash_weights"] else
-                           "config bytes, weight file names and sizes") +
-                          "; tokenizer files; resolved UNet and scheduler configs",
+                "hashed": "all bytes of the weights and tokenizer files; resolved UNet and "
+                          "scheduler configs",
                 "unet_config": self.unet_config_source,
                 "scheduler_config": self.scheduler_source,
             }

@@ -336,7 +336,7 @@ def test_figaro_with_vq_vae_codes(tmp_path, two_midis):
     assert torch.allclose((g[:, None] - book[None]).norm(dim=-1).min(1).values,
                           torch.zeros(len(g)), atol=1e-5)
     ident = model.identity()
-    assert ident["vae_blake2b"] and ident["checkpoint_blake2b"] != ident["vae_blake2b"]
+    assert ident["vae_sha256"] and ident["checkpoint_sha256"] != ident["vae_sha256"]
     bad_vae = write_ckpt(tmp_path / "vq-vae-16.ckpt", dict(TINY_VAE, d_latent=16), vae=True)
     with pytest.raises(ModelLoadError, match="d_latent"):
         fi.load_seq2seq(ckpt, bad_vae)
