@@ -25,7 +25,10 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="harness")
-def cli():
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show third-party warnings, logs and progress bars (hidden by default; the "
+                   "list is in harness/quiet.py).")
+def cli(verbose):
     """Membership and dataset inference benchmarks for audio generative models.
 
     \b
@@ -37,7 +40,10 @@ def cli():
     """
     import warnings
 
+    from . import quiet
     from .plugins import PluginLoadWarning
+
+    quiet.install(verbose=verbose)
 
     # reported once, as "warning: ..." lines, by the commands that load plugins
     warnings.filterwarnings("ignore", category=PluginLoadWarning)

@@ -20,7 +20,6 @@ import datetime as _dt
 import os
 import secrets
 import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,13 +32,12 @@ from . import __version__, atomic, plugins
 from .cache import FeatureCache, sample_hash
 from .contracts import Attack, BatchContext, FeatureSpec, Model, Sample
 from .errors import ConfigError, HarnessError
+from .progress import stderr_echo as _stderr
 from .suite import Suite
 
 Echo = Callable[[str], None]
 
 
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -187,26 +185,32 @@ def extract_split(model: Model, runs: list[AttackRun], caches: list[FeatureCache
         echo(f"[extract] {label}: {len(todo)} to compute"
              + (f", {cached} from cache" if cached else ""))
     n_batches = (len(todo) + batch_size - 1) // batch_size
-    t_start = time.perf_counter()
-    for b in range(n_batches):
-        batch = todo[b * batch_size:(b + 1) * batch_size]
-        ids = [s.id for s in batch]
-        active = [i for i, m in enumerate(missing) if any(sid in m for sid in ids)]
-        needs: set[str] = set()
-        for i in active:
-            needs |= set(runs[i].attack.needs())
-        ctx = BatchContext(model, batch, seed)
-        ctx.outputs = dict(model.provide(batch, needs, ctx))
-        ctx.outputs["cell_attacks"] = {runs[i].plugin for i in active}
-        for i in active:
-            feats = runs[i].attack.extract(ctx)
-            _check_features(runs[i], feats, len(batch))
-            caches[i].write(ids, [hashes[s] for s in ids], feats)
-            for j, sid in enumerate(ids):
-                found[i][sid] = {n: float(feats[n][j]) for n in names[i]}
-        elapsed = time.perf_counter() - t_start
-        eta = elapsed / (b + 1) * (n_batches - b - 1)
-        echo(f"[extract] {label}: batch {b + 1}/{n_batches} ({elapsed:.1f} s, ETA {eta:.0f} s)")
+    if not n_batches:
+        return _gather(runs, found, names, samples)
+    from .progress import bar
+
+    with bar(n_batches, f"[extract] {label}", echo) as progress:
+        for b in range(n_batches):
+            batch = todo[b * batch_size:(b + 1) * batch_size]
+            ids = [s.id for s in batch]
+            active = [i for i, m in enumerate(missing) if any(sid in m for sid in ids)]
+            needs: set[str] = set()
+            for i in active:
+                needs |= set(runs[i].attack.needs())
+            ctx = BatchContext(model, batch, seed)
+            ctx.outputs = dict(model.provide(batch, needs, ctx))
+            ctx.outputs["cell_attacks"] = {runs[i].plugin for i in active}
+            for i in active:
+                feats = runs[i].attack.extract(ctx)
+                _check_features(runs[i], feats, len(batch))
+                caches[i].write(ids, [hashes[s] for s in ids], feats)
+                for j, sid in enumerate(ids):
+                    found[i][sid] = {n: float(feats[n][j]) for n in names[i]}
+            progress.update(1)
+    return _gather(runs, found, names, samples)
+
+
+def _gather(runs, found, names, samples) -> dict[str, dict[str, np.ndarray]]:
     out = {}
     for r, f, fnames in zip(runs, found, names):
         out[r.label] = {n: np.array([f[s.id][n] for s in samples], dtype=np.float64)
