@@ -70,30 +70,46 @@ def suite_options(f):
 @suite_options
 @click.option("--no-log", is_flag=True, help="Keep results on disk only; log later with "
                                              "`harness log`.")
-def run(suite_file, overrides, limit, device, no_log):
-    """Run SUITE_FILE: extract features, score, evaluate MIA and DI, log to MLflow."""
+@click.option("--keep-going/--fail-fast", default=True, show_default=True,
+              help="A model that fails at run time is listed at the end (and in results.json) "
+                   "while the other models' cells still run; --fail-fast stops at once.")
+def run(suite_file, overrides, limit, device, no_log, keep_going):
+    """Run SUITE_FILE: extract features, score, evaluate MIA and DI, log to MLflow.
+
+    Exits 1 when a model failed (its cells are missing from the results)."""
     from . import runner, suite as suite_mod
 
     s, text = suite_mod.load(suite_file, list(overrides), limit, device)
     for w in suite_mod.check_plugins(s, text, suite_file) + _load_problems():
         click.echo(f"warning: {w}", err=True)
-    out = runner.run(s, text, log=not no_log)
+    out = runner.run(s, text, log=not no_log, keep_going=keep_going)
     from .summary import console_summary
 
     click.echo(console_summary(out))
+    failures = json.loads((out / "results.json").read_text()).get("failures") or []
+    if failures:
+        click.echo(f"{len(failures)} model(s) failed; their cells are missing:", err=True)
+        for f in failures:
+            click.echo(f"  {f['model']}: {f['error']}", err=True)
+        sys.exit(1)
 
 
 @cli.command()
 @click.argument("suite_file", type=click.Path(dir_okay=False))
 @suite_options
 def validate(suite_file, overrides, limit, device):
-    """Check SUITE_FILE: schema, plugin names and parameter keys (loads no weights)."""
-    from . import suite as suite_mod
+    """Check SUITE_FILE without loading weights: schema, plugin names and parameter keys, every
+    data reference (files, manifest columns, split values, enough samples for n_members /
+    n_nonmembers, canaries' training data) and every attack's needs against its model's outputs.
+    """
+    from . import preflight, suite as suite_mod
 
     s, text = suite_mod.load(suite_file, list(overrides), limit, device)
     warnings = suite_mod.check_plugins(s, text, suite_file) + _load_problems()
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
+    for line in preflight.check(s):
+        click.echo(line)
     n_cells = sum(len(s.data_for(m)) for m in s.models)
     click.echo(f"{suite_file}: OK — {len(s.models)} model(s), {len(s.data)} data set(s), "
                f"{n_cells} cell(s), {len(s.attacks)} attack(s), {len(s.aggregators)} aggregator(s)")

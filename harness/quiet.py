@@ -23,8 +23,8 @@ ENV = {
     # Hugging Face Hub / transformers progress bars ("Loading weights", "Writing model shards",
     # downloads): the harness shows its own progress per stage.
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-    # diffusers' and transformers' INFO/WARNING chatter at load time ("`accelerate` was not found",
-    # "modules ... kept in float32: []"): advice for library users, not for an audit; errors remain.
+    # diffusers' and transformers' chatter at load time ("`accelerate` was not found", "modules
+    # ... kept in float32: []"): advice for library users, not for an audit; errors remain.
     "DIFFUSERS_VERBOSITY": "error",
     "TRANSFORMERS_VERBOSITY": "error",
     # MLflow's INFO lines (store migrations, "created experiment"): the harness prints the run id.
@@ -54,6 +54,8 @@ WARNINGS = [
     # xFormers (when it warns through `warnings` rather than its logger)
     (r".*xFormers", UserWarning),
     (r"A matching Triton is not available", UserWarning),
+    # MLflow's sqlite store configures its SQLAlchemy mappers with a deprecated loader option
+    (r"The ``noload`` loader strategy is deprecated", DeprecationWarning),
 ]
 
 _installed = False

@@ -339,9 +339,18 @@ def _git_commit() -> str | None:
         return None
 
 
-def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = True) -> Path:
-    """Run every (model, data) cell of the suite; returns the results directory."""
+def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = True,
+        keep_going: bool = True) -> Path:
+    """Run every (model, data) cell of the suite; returns the results directory.
+
+    Configuration problems (an attack needing an output its model lacks) stop the run before any
+    work. With ``keep_going`` a model that fails at run time (weights, memory, a plugin's bug) is
+    recorded in ``results["failures"]`` and the other models' cells still run."""
     import torch
+
+    from .preflight import check_needs
+
+    check_needs(suite)
 
     torch.manual_seed(suite.seed)
     cache_root = Path(suite.cache_dir or os.environ.get("HARNESS_CACHE_DIR")
@@ -353,43 +362,56 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
         "resolved_config": suite.model_dump(mode="json"), "harness_version": __version__,
         "git_commit": _git_commit(), "started": _dt.datetime.now().isoformat(timespec="seconds"),
         "plugins": [p.as_dict() for p in plugins.all_plugins()], "mia": [], "di": [],
+        "failures": [],
     }
     score_files: dict[str, dict] = {}
     with _env("HARNESS_CACHE_DIR", str(cache_root)):
         data_cache: dict[str, CellData] = {}
         for model_name in suite.models:
-            echo(f"[model] loading {model_name}")
-            model, model_info = make_model(model_name, suite)
-            family = model_info.family if model_info.family != "any" else model.family
-            identity = model.identity()
-            runs = make_attacks(suite, model_name, model, family)
-            if not runs:
-                echo(f"warning: no attack in the suite applies to model '{model_name}' ({family})")
-                continue
-            batch_size = suite.models[model_name].batch_size or suite.batch_size
-            for data_name in suite.data_for(model_name):
-                if data_name not in data_cache:
-                    data_cache[data_name] = load_cell_data(suite, data_name, echo)
-                cell = data_cache[data_name]
-                feats = extract_cell(suite, model_name, model, model_info, identity, runs, cell,
-                                     batch_size, cache_root, f"{model_name} × {data_name}", echo)
-                echo(f"[score] {model_name} × {data_name}: {len(runs)} attacks")
-                entries, files = score_cell(suite, model_name, data_name, family, runs, cell, feats)
-                results["mia"] += entries
-                score_files.update(files)
-                for agg in suite.aggregators:
-                    info = plugins.get("aggregator", agg.plugin)
-                    if info.family not in ("any", family):
-                        continue
-                    if agg.features != "all" and not {r.label for r in runs} & set(agg.features):
-                        echo(f"warning: aggregator '{agg.label}': none of its features "
-                             f"{agg.features} ran on {model_name}; skipped")
-                        continue
-                    echo(f"[evaluate] DI {agg.label} on {model_name} × {data_name}")
-                    res = evaluate_di(suite, agg, info, runs, feats["members"], feats["nonmembers"])
-                    res.update({"model": model_name, "data": data_name})
-                    results["di"].append(res)
-            del model
+            try:
+                echo(f"[model] loading {model_name}")
+                model, model_info = make_model(model_name, suite)
+                family = model_info.family if model_info.family != "any" else model.family
+                identity = model.identity()
+                runs = make_attacks(suite, model_name, model, family)
+                if not runs:
+                    echo(f"warning: no attack in the suite applies to model '{model_name}' "
+                         f"({family})")
+                    continue
+                batch_size = suite.models[model_name].batch_size or suite.batch_size
+                for data_name in suite.data_for(model_name):
+                    if data_name not in data_cache:
+                        data_cache[data_name] = load_cell_data(suite, data_name, echo)
+                    cell = data_cache[data_name]
+                    feats = extract_cell(suite, model_name, model, model_info, identity, runs,
+                                         cell, batch_size, cache_root,
+                                         f"{model_name} × {data_name}", echo)
+                    echo(f"[score] {model_name} × {data_name}: {len(runs)} attacks")
+                    entries, files = score_cell(suite, model_name, data_name, family, runs, cell,
+                                                feats)
+                    results["mia"] += entries
+                    score_files.update(files)
+                    for agg in suite.aggregators:
+                        info = plugins.get("aggregator", agg.plugin)
+                        if info.family not in ("any", family):
+                            continue
+                        ran = {r.label for r in runs}
+                        if agg.features != "all" and not ran & set(agg.features):
+                            echo(f"warning: aggregator '{agg.label}': none of its features "
+                                 f"{agg.features} ran on {model_name}; skipped")
+                            continue
+                        echo(f"[evaluate] DI {agg.label} on {model_name} × {data_name}")
+                        res = evaluate_di(suite, agg, info, runs, feats["members"],
+                                          feats["nonmembers"])
+                        res.update({"model": model_name, "data": data_name})
+                        results["di"].append(res)
+                del model
+            except Exception as exc:  # noqa: BLE001 (keep-going: one model never stops the rest)
+                if not keep_going:
+                    raise
+                msg = f"{type(exc).__name__}: {exc}"
+                results["failures"].append({"model": model_name, "error": msg})
+                echo(f"warning: model '{model_name}' failed, its cells are skipped: {msg}")
     results["finished"] = _dt.datetime.now().isoformat(timespec="seconds")
     with atomic.directory(out_dir) as tmp:
         for rel, arrays in score_files.items():
