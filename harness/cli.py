@@ -116,15 +116,32 @@ def validate(suite_file, overrides, limit, device):
 
 
 @cli.command()
-@click.option("--all", "show_all", is_flag=True, help="Also show module and description.")
+@click.argument("name", required=False)
+@click.option("--all", "show_all", is_flag=True, help="Also show each plugin's description.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--kind", type=click.Choice(["model", "attack", "aggregator", "dataset"]),
               default=None, help="Only one kind.")
-def plugins(show_all, as_json, kind):
-    """List registered plugins: name, kind, family, distribution and version."""
+def plugins(name, show_all, as_json, kind):
+    """List registered plugins: name, kind, family, distribution and version.
+
+    With NAME, show that plugin in full: description, family, what it needs or provides, every
+    parameter with its default and doc, and an example suite entry."""
     from . import plugins as plugins_mod
 
     items = [p for p in plugins_mod.all_plugins() if kind is None or p.kind == kind]
+    if name is not None:
+        from .errors import UnknownNameError
+        from .plugin_docs import describe
+
+        chosen = [p for p in items if p.name == name]
+        if not chosen:
+            raise UnknownNameError(plugins_mod.unknown_message(
+                kind or "plugin", name, {p.name: p for p in items}))
+        if as_json:
+            click.echo(json.dumps([p.as_dict() for p in chosen], indent=2))
+        else:
+            click.echo("\n\n".join(describe(p) for p in chosen))
+        return
     if as_json:
         click.echo(json.dumps([p.as_dict() for p in items], indent=2))
     else:
