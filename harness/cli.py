@@ -52,7 +52,10 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="harness")
-def cli():
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show third-party warnings, logs and progress bars (hidden by default; the "
+                   "list is in harness/quiet.py).")
+def cli(verbose):
     """Membership and dataset inference benchmarks for audio generative models.
 
     \b
@@ -64,7 +67,10 @@ def cli():
     """
     import warnings
 
+    from . import quiet
     from .plugins import PluginLoadWarning
+
+    quiet.install(verbose=verbose)
 
     # reported once, as "warning: ..." lines, by the commands that load plugins
     warnings.filterwarnings("ignore", category=PluginLoadWarning)
@@ -91,45 +97,78 @@ def suite_options(f):
 @suite_options
 @click.option("--no-log", is_flag=True, help="Keep results on disk only; log later with "
                                              "`harness log`.")
-def run(suite_file, overrides, limit, device, no_log):
-    """Run SUITE_FILE: extract features, score, evaluate MIA and DI, log to MLflow."""
+@click.option("--keep-going/--fail-fast", default=True, show_default=True,
+              help="A model that fails at run time is listed at the end (and in results.json) "
+                   "while the other models' cells still run; --fail-fast stops at once.")
+def run(suite_file, overrides, limit, device, no_log, keep_going):
+    """Run SUITE_FILE: extract features, score, evaluate MIA and DI, log to MLflow.
+
+    Exits 1 when a model failed (its cells are missing from the results)."""
     from . import runner, suite as suite_mod
 
     s, text = suite_mod.load(suite_file, list(overrides), limit, device)
     for w in suite_mod.check_plugins(s, text, suite_file) + _load_problems():
         click.echo(f"warning: {w}", err=True)
-    out = runner.run(s, text, log=not no_log)
+    out = runner.run(s, text, log=not no_log, keep_going=keep_going)
     from .summary import console_summary
 
     click.echo(console_summary(out))
+    failures = json.loads((out / "results.json").read_text()).get("failures") or []
+    if failures:
+        click.echo(f"{len(failures)} model(s) failed; their cells are missing:", err=True)
+        for f in failures:
+            click.echo(f"  {f['model']}: {f['error']}", err=True)
+        sys.exit(1)
 
 
 @cli.command()
 @click.argument("suite_file", type=click.Path(dir_okay=False))
 @suite_options
 def validate(suite_file, overrides, limit, device):
-    """Check SUITE_FILE: schema, plugin names and parameter keys (loads no weights)."""
-    from . import suite as suite_mod
+    """Check SUITE_FILE without loading weights: schema, plugin names and parameter keys, every
+    data reference (files, manifest columns, split values, enough samples for n_members /
+    n_nonmembers, canaries' training data) and every attack's needs against its model's outputs.
+    """
+    from . import preflight, suite as suite_mod
 
     s, text = suite_mod.load(suite_file, list(overrides), limit, device)
     warnings = suite_mod.check_plugins(s, text, suite_file) + _load_problems()
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
+    for line in preflight.check(s):
+        click.echo(line)
     n_cells = sum(len(s.data_for(m)) for m in s.models)
     click.echo(f"{suite_file}: OK — {len(s.models)} model(s), {len(s.data)} data set(s), "
                f"{n_cells} cell(s), {len(s.attacks)} attack(s), {len(s.aggregators)} aggregator(s)")
 
 
 @cli.command()
-@click.option("--all", "show_all", is_flag=True, help="Also show module and description.")
+@click.argument("name", required=False)
+@click.option("--all", "show_all", is_flag=True, help="Also show each plugin's description.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--kind", type=click.Choice(["model", "attack", "aggregator", "dataset"]),
               default=None, help="Only one kind.")
-def plugins(show_all, as_json, kind):
-    """List registered plugins: name, kind, family, distribution and version."""
+def plugins(name, show_all, as_json, kind):
+    """List registered plugins: name, kind, family, distribution and version.
+
+    With NAME, show that plugin in full: description, family, what it needs or provides, every
+    parameter with its default and doc, and an example suite entry."""
     from . import plugins as plugins_mod
 
     items = [p for p in plugins_mod.all_plugins() if kind is None or p.kind == kind]
+    if name is not None:
+        from .errors import UnknownNameError
+        from .plugin_docs import describe
+
+        chosen = [p for p in items if p.name == name]
+        if not chosen:
+            raise UnknownNameError(plugins_mod.unknown_message(
+                kind or "plugin", name, {p.name: p for p in items}))
+        if as_json:
+            click.echo(json.dumps([p.as_dict() for p in chosen], indent=2))
+        else:
+            click.echo("\n\n".join(describe(p) for p in chosen))
+        return
     if as_json:
         click.echo(json.dumps([p.as_dict() for p in items], indent=2))
     else:

@@ -20,7 +20,6 @@ import datetime as _dt
 import os
 import secrets
 import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,13 +32,12 @@ from . import __version__, atomic, plugins
 from .cache import FeatureCache, sample_hash
 from .contracts import Attack, BatchContext, FeatureSpec, Model, Sample
 from .errors import ConfigError, HarnessError
+from .progress import stderr_echo as _stderr
 from .suite import Suite
 
 Echo = Callable[[str], None]
 
 
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -226,25 +224,31 @@ def extract_split(model: Model, runs: list[AttackRun], caches: list[FeatureCache
         echo(f"[extract] {label}: {len(todo)} to compute"
              + (f", {cached} from cache" if cached else ""))
     n_batches = (len(todo) + batch_size - 1) // batch_size
-    t_start = time.perf_counter()
-    for b in range(n_batches):
-        batch = todo[b * batch_size:(b + 1) * batch_size]
-        ids = [s.id for s in batch]
-        active = [i for i, m in enumerate(missing) if any(sid in m for sid in ids)]
-        needs: set[str] = set()
-        for i in active:
-            needs |= set(runs[i].attack.needs())
-        ctx = BatchContext(model, batch, seed, attacks={runs[i].plugin for i in active})
-        ctx.outputs = dict(model.provide(batch, needs, ctx))
-        for i in active:
-            feats = runs[i].attack.extract(ctx)
-            _check_features(runs[i], feats, len(batch))
-            caches[i].write(ids, [hashes[s] for s in ids], feats)
-            for j, sid in enumerate(ids):
-                found[i][sid] = {n: float(feats[n][j]) for n in names[i]}
-        elapsed = time.perf_counter() - t_start
-        eta = elapsed / (b + 1) * (n_batches - b - 1)
-        echo(f"[extract] {label}: batch {b + 1}/{n_batches} ({elapsed:.1f} s, ETA {eta:.0f} s)")
+    if not n_batches:
+        return _gather(runs, found, names, samples)
+    from .progress import bar
+
+    with bar(n_batches, f"[extract] {label}", echo) as progress:
+        for b in range(n_batches):
+            batch = todo[b * batch_size:(b + 1) * batch_size]
+            ids = [s.id for s in batch]
+            active = [i for i, m in enumerate(missing) if any(sid in m for sid in ids)]
+            needs: set[str] = set()
+            for i in active:
+                needs |= set(runs[i].attack.needs())
+            ctx = BatchContext(model, batch, seed, attacks={runs[i].plugin for i in active})
+            ctx.outputs = dict(model.provide(batch, needs, ctx))
+            for i in active:
+                feats = runs[i].attack.extract(ctx)
+                _check_features(runs[i], feats, len(batch))
+                caches[i].write(ids, [hashes[s] for s in ids], feats)
+                for j, sid in enumerate(ids):
+                    found[i][sid] = {n: float(feats[n][j]) for n in names[i]}
+            progress.update(1)
+    return _gather(runs, found, names, samples)
+
+
+def _gather(runs, found, names, samples) -> dict[str, dict[str, np.ndarray]]:
     out = {}
     for r, f, fnames in zip(runs, found, names):
         out[r.label] = {n: np.array([f[s.id][n] for s in samples], dtype=np.float64)
@@ -409,9 +413,18 @@ def _git_commit() -> str | None:
         return None
 
 
-def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = True) -> Path:
-    """Run every (model, data) cell of the suite; returns the results directory."""
+def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = True,
+        keep_going: bool = True) -> Path:
+    """Run every (model, data) cell of the suite; returns the results directory.
+
+    Configuration problems (an attack needing an output its model lacks) stop the run before any
+    work. With ``keep_going`` a model that fails at run time (weights, memory, a plugin's bug) is
+    recorded in ``results["failures"]`` and the other models' cells still run."""
     import torch
+
+    from .preflight import check_needs
+
+    check_needs(suite)
 
     torch.manual_seed(suite.seed)
     cache_root = Path(suite.cache_dir or os.environ.get("HARNESS_CACHE_DIR")
@@ -423,43 +436,55 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
         "resolved_config": suite.model_dump(mode="json"), "harness_version": __version__,
         "git_commit": _git_commit(), "started": _dt.datetime.now().isoformat(timespec="seconds"),
         "plugins": [p.as_dict() for p in plugins.all_plugins()], "mia": [], "di": [],
+        "failures": [],
     }
     score_files: dict[str, dict] = {}
     with _env("HARNESS_CACHE_DIR", str(cache_root)):
         data_cache = load_all_data(suite, echo)
         for model_name in suite.models:
-            echo(f"[model] loading {model_name}")
-            model, model_info = make_model(model_name, suite)
-            family = model_info.family if model_info.family != "any" else model.family
-            identity = model.identity()
-            runs = make_attacks(suite, model_name, model, family)
-            if not runs:
-                echo(f"warning: no attack in the suite applies to model '{model_name}' ({family})")
-                continue
-            batch_size = suite.models[model_name].batch_size or suite.batch_size
-            for data_name in suite.data_for(model_name):
-                cell = data_cache[data_name]
-                feats = extract_cell(suite, model_name, model, model_info, identity, runs, cell,
-                                     batch_size, cache_root, f"{model_name} × {data_name}", echo)
-                coverage = cell_coverage(model, cell, f"{model_name} × {data_name}", echo)
-                echo(f"[score] {model_name} × {data_name}: {len(runs)} attacks")
-                entries, files = score_cell(suite, model_name, data_name, family, runs, cell,
-                                            feats, coverage)
-                results["mia"] += entries
-                score_files.update(files)
-                for agg in suite.aggregators:
-                    info = plugins.get("aggregator", agg.plugin)
-                    if info.family not in ("any", family):
-                        continue
-                    if agg.features != "all" and not {r.label for r in runs} & set(agg.features):
-                        echo(f"warning: aggregator '{agg.label}': none of its features "
-                             f"{agg.features} ran on {model_name}; skipped")
-                        continue
-                    echo(f"[evaluate] DI {agg.label} on {model_name} × {data_name}")
-                    res = evaluate_di(suite, agg, info, runs, feats["members"], feats["nonmembers"])
-                    res.update({"model": model_name, "data": data_name})
-                    results["di"].append(res)
-            del model
+            try:
+                echo(f"[model] loading {model_name}")
+                model, model_info = make_model(model_name, suite)
+                family = model_info.family if model_info.family != "any" else model.family
+                identity = model.identity()
+                runs = make_attacks(suite, model_name, model, family)
+                if not runs:
+                    echo(f"warning: no attack in the suite applies to model '{model_name}' "
+                         f"({family})")
+                    continue
+                batch_size = suite.models[model_name].batch_size or suite.batch_size
+                for data_name in suite.data_for(model_name):
+                    cell = data_cache[data_name]
+                    feats = extract_cell(suite, model_name, model, model_info, identity, runs,
+                                         cell, batch_size, cache_root,
+                                         f"{model_name} × {data_name}", echo)
+                    coverage = cell_coverage(model, cell, f"{model_name} × {data_name}", echo)
+                    echo(f"[score] {model_name} × {data_name}: {len(runs)} attacks")
+                    entries, files = score_cell(suite, model_name, data_name, family, runs, cell,
+                                                feats, coverage)
+                    results["mia"] += entries
+                    score_files.update(files)
+                    for agg in suite.aggregators:
+                        info = plugins.get("aggregator", agg.plugin)
+                        if info.family not in ("any", family):
+                            continue
+                        ran = {r.label for r in runs}
+                        if agg.features != "all" and not ran & set(agg.features):
+                            echo(f"warning: aggregator '{agg.label}': none of its features "
+                                 f"{agg.features} ran on {model_name}; skipped")
+                            continue
+                        echo(f"[evaluate] DI {agg.label} on {model_name} × {data_name}")
+                        res = evaluate_di(suite, agg, info, runs, feats["members"],
+                                          feats["nonmembers"])
+                        res.update({"model": model_name, "data": data_name})
+                        results["di"].append(res)
+                del model
+            except Exception as exc:  # noqa: BLE001 (keep-going: one model never stops the rest)
+                if not keep_going:
+                    raise
+                msg = f"{type(exc).__name__}: {exc}"
+                results["failures"].append({"model": model_name, "error": msg})
+                echo(f"warning: model '{model_name}' failed, its cells are skipped: {msg}")
     results["finished"] = _dt.datetime.now().isoformat(timespec="seconds")
     with atomic.directory(out_dir) as tmp:
         for rel, arrays in score_files.items():
