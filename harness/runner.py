@@ -10,8 +10,10 @@
 - log: ``results.json`` is written first; only then is MLflow touched (single writer), so an
   unreachable tracking server loses nothing.
 
-Designed so a future Ray executor can farm out ``extract_cell`` per (model, data) cell while this
-process keeps scoring, evaluating and logging.
+Extraction can also happen elsewhere first (``harness.executors``: Ray tasks per shard of each
+cell, or ``harness run --shard i/k`` under a scheduler, both via ``harness.extract``); the loop
+below then finds every feature in the cache and makes no model pass, while this process alone
+scores, evaluates and logs.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from .errors import ConfigError, HarnessError
 from .suite import Suite
 
 Echo = Callable[[str], None]
+#: ``progress(n_samples, computed)``: samples found in the cache (False) or just computed (True)
+Progress = Callable[[int, bool], None]
 
 
 def _stderr(msg: str) -> None:
@@ -173,8 +177,10 @@ def cache_inputs(suite: Suite, model_name: str, model: Model, model_info, identi
 
 def extract_split(model: Model, runs: list[AttackRun], caches: list[FeatureCache],
                   samples: list[Sample], hashes: dict[str, str], batch_size: int, seed: int,
-                  label: str, echo: Echo) -> dict[str, dict[str, np.ndarray]]:
-    """Features of every attack for ``samples`` (from cache, computing what is missing)."""
+                  label: str, echo: Echo, progress: Progress | None = None,
+                  ) -> dict[str, dict[str, np.ndarray]]:
+    """Features of every attack for ``samples`` (from cache, computing what is missing).
+    ``progress(n, computed)`` hears of every sample as it is found cached or computed."""
     names = [[s.name for s in r.specs] for r in runs]
     found, missing = [], []
     for cache, fnames in zip(caches, names):
@@ -182,6 +188,8 @@ def extract_split(model: Model, runs: list[AttackRun], caches: list[FeatureCache
         found.append(f)
         missing.append(set(m))
     todo = [s for s in samples if any(s.id in m for m in missing)]
+    if progress is not None and len(samples) > len(todo):
+        progress(len(samples) - len(todo), False)
     if todo:
         cached = len(samples) - len(todo)
         echo(f"[extract] {label}: {len(todo)} to compute"
@@ -204,6 +212,8 @@ def extract_split(model: Model, runs: list[AttackRun], caches: list[FeatureCache
             caches[i].write(ids, [hashes[s] for s in ids], feats)
             for j, sid in enumerate(ids):
                 found[i][sid] = {n: float(feats[n][j]) for n in names[i]}
+        if progress is not None:
+            progress(len(batch), True)
         elapsed = time.perf_counter() - t_start
         eta = elapsed / (b + 1) * (n_batches - b - 1)
         echo(f"[extract] {label}: batch {b + 1}/{n_batches} ({elapsed:.1f} s, ETA {eta:.0f} s)")
@@ -228,7 +238,8 @@ def _check_features(run: AttackRun, feats: dict, n: int) -> None:
 
 def extract_cell(suite: Suite, model_name: str, model: Model, model_info, identity: dict,
                  runs: list[AttackRun], cell: CellData, batch_size: int, cache_root: Path,
-                 label: str, echo: Echo) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+                 label: str, echo: Echo, progress: Progress | None = None,
+                 ) -> dict[str, dict[str, dict[str, np.ndarray]]]:
     """Stage 1 for one (model, data) cell: {side: {attack label: {feature: values}}}.
 
     Everything it needs is explicit and its output is also on disk (the feature cache), so a
@@ -239,7 +250,7 @@ def extract_cell(suite: Suite, model_name: str, model: Model, model_info, identi
         caches = [FeatureCache(cache_root, cache_inputs(
             suite, model_name, model, model_info, identity, r, cell.refs[side])) for r in runs]
         feats[side] = extract_split(model, runs, caches, samples, hashes, batch_size, suite.seed,
-                                    f"{label} {side}", echo)
+                                    f"{label} {side}", echo, progress)
     return feats
 
 
@@ -335,13 +346,18 @@ def _git_commit() -> str | None:
         return None
 
 
+def resolve_cache_root(suite: Suite) -> Path:
+    """The feature cache every process of a run shares (an absolute path)."""
+    return Path(suite.cache_dir or os.environ.get("HARNESS_CACHE_DIR")
+                or ".harness-cache").expanduser().resolve()
+
+
 def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = True) -> Path:
     """Run every (model, data) cell of the suite; returns the results directory."""
     import torch
 
     torch.manual_seed(suite.seed)
-    cache_root = Path(suite.cache_dir or os.environ.get("HARNESS_CACHE_DIR")
-                      or ".harness-cache").expanduser().resolve()
+    cache_root = resolve_cache_root(suite)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = Path(suite.output_dir) / suite.name / f"{stamp}-{secrets.token_hex(3)}"
     results = {
@@ -352,6 +368,10 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
     }
     score_files: dict[str, dict] = {}
     with _env("HARNESS_CACHE_DIR", str(cache_root)):
+        from .executors import extract_elsewhere
+
+        # a distributed executor fills the feature cache first; the loop below then only reads it
+        extract_elsewhere(suite, cache_root, echo)
         data_cache: dict[str, CellData] = {}
         for model_name in suite.models:
             echo(f"[model] loading {model_name}")
