@@ -85,15 +85,9 @@ def extract_shard(suite: Suite, task: ShardTask, echo: runner.Echo,
         if not runs:
             return
         cell = runner.load_cell_data(suite, task.data, echo)
-        members = task.shard.select(cell.members)
-        nonmembers = task.shard.select(cell.nonmembers)
-        part = runner.CellData(members, nonmembers,
-                               {s.id: cell.member_hashes[s.id] for s in members},
-                               {s.id: cell.nonmember_hashes[s.id] for s in nonmembers},
-                               cell.refs)
         batch_size = suite.models[task.model].batch_size or suite.batch_size
-        runner.extract_cell(suite, task.model, model, info, identity, runs, part, batch_size,
-                            root, str(task), echo, progress)
+        runner.extract_cell(suite, task.model, model, info, identity, runs, cell, batch_size,
+                            root, str(task), echo, progress, task.shard)
 
 
 def run_shard(suite: Suite, shard: Shard, echo: runner.Echo = runner._stderr) -> int:

@@ -172,7 +172,8 @@ def _init(ray, suite: Suite) -> bool:
         return False
     address = suite.ray.address
     try:
-        ray.init(address=address, include_dashboard=False, logging_level="WARNING")
+        ray.init(address=address, include_dashboard=False, logging_level="WARNING",
+                 log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"the Ray cluster at '{address}'" if address else "a local Ray instance"
         raise HarnessError(f"could not start or reach {where}: {exc}; check ray.address "

@@ -35,6 +35,7 @@ from . import __version__, atomic, plugins
 from .cache import FeatureCache, sample_hash
 from .contracts import Attack, BatchContext, FeatureSpec, Model, Sample
 from .errors import ConfigError, HarnessError
+from .shards import Shard, canonical_batches
 from .suite import Suite
 
 Echo = Callable[[str], None]
@@ -178,26 +179,32 @@ def cache_inputs(suite: Suite, model_name: str, model: Model, model_info, identi
 def extract_split(model: Model, runs: list[AttackRun], caches: list[FeatureCache],
                   samples: list[Sample], hashes: dict[str, str], batch_size: int, seed: int,
                   label: str, echo: Echo, progress: Progress | None = None,
-                  ) -> dict[str, dict[str, np.ndarray]]:
-    """Features of every attack for ``samples`` (from cache, computing what is missing).
-    ``progress(n, computed)`` hears of every sample as it is found cached or computed."""
+                  shard: Shard | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Features of every attack for ``samples`` (from cache, computing what is missing), or,
+    given a ``shard``, only that shard's batches into the cache (then returns {}).
+
+    Batches are always the same consecutive chunks of ``samples`` (``harness.shards``), whatever
+    is cached or sharded, so a resumed, sharded or distributed run feeds the model exactly the
+    batches one plain run does: bit-identical features even where a model's arithmetic depends
+    on the batch it is in. ``progress(n, computed)`` hears of every sample as it is found cached
+    or computed."""
     names = [[s.name for s in r.specs] for r in runs]
     found, missing = [], []
     for cache, fnames in zip(caches, names):
         f, m = cache.lookup(hashes, fnames)
         found.append(f)
         missing.append(set(m))
-    todo = [s for s in samples if any(s.id in m for m in missing)]
-    if progress is not None and len(samples) > len(todo):
-        progress(len(samples) - len(todo), False)
+    mine = canonical_batches(samples, batch_size, shard)
+    todo = [b for b in mine if any(s.id in m for s in b for m in missing)]
+    n_todo, n_mine = sum(map(len, todo)), sum(map(len, mine))
+    if progress is not None and n_mine > n_todo:
+        progress(n_mine - n_todo, False)
     if todo:
-        cached = len(samples) - len(todo)
-        echo(f"[extract] {label}: {len(todo)} to compute"
-             + (f", {cached} from cache" if cached else ""))
-    n_batches = (len(todo) + batch_size - 1) // batch_size
+        echo(f"[extract] {label}: {n_todo} to compute"
+             + (f", {n_mine - n_todo} from cache" if n_mine > n_todo else ""))
+    n_batches = len(todo)
     t_start = time.perf_counter()
-    for b in range(n_batches):
-        batch = todo[b * batch_size:(b + 1) * batch_size]
+    for b, batch in enumerate(todo):
         ids = [s.id for s in batch]
         active = [i for i, m in enumerate(missing) if any(sid in m for sid in ids)]
         needs: set[str] = set()
@@ -217,6 +224,8 @@ def extract_split(model: Model, runs: list[AttackRun], caches: list[FeatureCache
         elapsed = time.perf_counter() - t_start
         eta = elapsed / (b + 1) * (n_batches - b - 1)
         echo(f"[extract] {label}: batch {b + 1}/{n_batches} ({elapsed:.1f} s, ETA {eta:.0f} s)")
+    if shard is not None:
+        return {}
     out = {}
     for r, f, fnames in zip(runs, found, names):
         out[r.label] = {n: np.array([f[s.id][n] for s in samples], dtype=np.float64)
@@ -239,7 +248,7 @@ def _check_features(run: AttackRun, feats: dict, n: int) -> None:
 def extract_cell(suite: Suite, model_name: str, model: Model, model_info, identity: dict,
                  runs: list[AttackRun], cell: CellData, batch_size: int, cache_root: Path,
                  label: str, echo: Echo, progress: Progress | None = None,
-                 ) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+                 shard: Shard | None = None) -> dict[str, dict[str, dict[str, np.ndarray]]]:
     """Stage 1 for one (model, data) cell: {side: {attack label: {feature: values}}}.
 
     Everything it needs is explicit and its output is also on disk (the feature cache), so a
@@ -250,7 +259,7 @@ def extract_cell(suite: Suite, model_name: str, model: Model, model_info, identi
         caches = [FeatureCache(cache_root, cache_inputs(
             suite, model_name, model, model_info, identity, r, cell.refs[side])) for r in runs]
         feats[side] = extract_split(model, runs, caches, samples, hashes, batch_size, suite.seed,
-                                    f"{label} {side}", echo, progress)
+                                    f"{label} {side}", echo, progress, shard)
     return feats
 
 

@@ -145,3 +145,47 @@ def test_infeasible_resources_are_a_named_error(tmp_path, fragile, ray_instance)
     s = _suite(tmp_path, "ray", num_gpus=1)
     with pytest.raises(ConfigError, match=r"asks Ray for num_cpus=1, num_gpus=1 .* 0 GPU"):
         runner.run(s, log=False, echo=lambda m: None)
+
+
+def _demo_audio_cells(root: Path, n: int = 8, steps: int = 40) -> dict:
+    """suites/demo.yaml's two audio cells (diffusion and autoregressive canaries, every attack
+    and aggregator of their families), smaller: n + n folk tunes, canaries trained for ``steps``
+    steps, batches of 4 (two per side, so both shards of a cell have work)."""
+    raw = yaml.safe_load((Path(__file__).parents[1] / "suites" / "demo.yaml").read_text())
+    raw = {k: v for k, v in raw.items() if not k.startswith("x-")}
+    del raw["models"]["symbolic-canary"], raw["data"]["folk-midi"]
+    raw["attacks"] = [a for a in raw["attacks"] if a.get("models") != ["symbolic-canary"]]
+    for side in ("members", "nonmembers"):
+        raw["data"]["folk-audio"][side]["params"].update(n_members=n, n_nonmembers=n)
+    for m in raw["models"].values():
+        m["params"]["train_data"] = raw["data"]["folk-audio"]["members"]
+        m["params"]["steps"] = steps
+    raw.update(batch_size=4, cache_dir=str(root / "cache"), output_dir=str(root / "results"),
+               mia={"subsamples": 50}, di={"n_grid": [2, 4, 8], "draws": 100},
+               mlflow={"enabled": False})
+    return raw
+
+
+@pytest.mark.slow
+def test_demo_audio_cells_identical_under_ray_and_local(tmp_path, ray_instance):
+    import shutil
+
+    import torch
+
+    raw = _demo_audio_cells(tmp_path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each Ray task (num_cpus 1): CPU float sums depend on threads
+    try:
+        local = runner.run(suite_mod.loads(yaml.safe_dump(raw)), log=False, echo=lambda m: None)
+    finally:
+        torch.set_num_threads(threads)
+    shutil.rmtree(tmp_path / "cache" / "features")  # keep the trained canaries, not the features
+    raw["executor"] = "ray"
+    messages = []
+    out = runner.run(suite_mod.loads(yaml.safe_dump(raw)), log=False, echo=messages.append)
+    assert any("[ray] 4 task(s): 2 cell(s) × 2 shard(s)" in m for m in messages)
+    assert any(m.startswith("[extract] 32/32 samples") for m in messages)
+    assert not any(m.startswith("[extract] diffusion-canary") for m in messages)  # not the driver
+    got, want = _numbers(out), _numbers(local)
+    assert len(got["mia"]) == 13 and len(got["di"]) == 2
+    assert got == want

@@ -1,39 +1,30 @@
-from collections import Counter
-
 import pytest
 
-from harness.contracts import Sample
 from harness.errors import ConfigError
-from harness.shards import Shard, all_shards, parse, shard_index
+from harness.shards import Shard, all_shards, canonical_batches, parse
 
 
-def test_every_sample_in_exactly_one_shard_and_stable():
-    ids = [f"members/{i:04d}" for i in range(2000)]
-    for k in (1, 3, 8):
-        seen = Counter()
-        for sh in all_shards(k):
-            seen.update(sh.select([Sample(i, "") for i in ids]))
-        assert all(v == 1 for v in seen.values()) and len(seen) == len(ids)
-    # fixed values: the split must never change between versions, machines or processes
-    assert [shard_index(f"members/{i:04d}", 4) for i in range(8)] == [
-        shard_index(f"members/{i:04d}", 4) for i in range(8)]
-    assert shard_index("a", 7) == int.from_bytes(
-        __import__("hashlib").blake2b(b"a", digest_size=8).digest(), "little") % 7
-
-
-def test_shards_are_balanced_and_ignore_order():
-    ids = [f"clip-{i}" for i in range(4000)]
-    sizes = [len(Shard(i, 4).select([Sample(x, "") for x in ids])) for i in range(4)]
-    assert max(sizes) - min(sizes) < 200  # ~ 1000 ± 3 sigma
-    a = {s.id for s in Shard(1, 4).select([Sample(x, "") for x in ids])}
-    b = {s.id for s in Shard(1, 4).select([Sample(x, "") for x in reversed(ids)])}
-    assert a == b
+def test_batches_are_fixed_chunks_and_shards_take_them_round_robin():
+    samples = list(range(23))
+    batches = canonical_batches(samples, 5)
+    assert batches == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11, 12, 13, 14],
+                       [15, 16, 17, 18, 19], [20, 21, 22]]
+    for k in (1, 2, 3, 7):
+        parts = [canonical_batches(samples, 5, sh) for sh in all_shards(k)]
+        # every batch in exactly one shard, unchanged (a shard never re-cuts batches)
+        assert sorted(b for p in parts for b in p) == batches
+        sizes = [len(p) for p in parts]
+        assert max(sizes) - min(sizes) <= 1
+    assert canonical_batches(samples, 5, Shard(1, 2)) == [batches[1], batches[3]]
+    assert canonical_batches([], 5, Shard(0, 2)) == []
+    with pytest.raises(ValueError):
+        canonical_batches(samples, 0)
 
 
 @pytest.mark.parametrize("text,want", [("0/4", Shard(0, 4)), (" 3 / 4 ", Shard(3, 4)),
                                        ("0/1", Shard(0, 1))])
 def test_parse(text, want):
-    assert parse(text) == want
+    assert parse(text) == want and str(want) == text.replace(" ", "")
 
 
 @pytest.mark.parametrize("text,match", [("4/4", "out of range"), ("1/0", "out of range"),
