@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import runner
+from .batching import batch_size_for
 from .cache import canonical_json
 from .shards import Shard, all_shards
 from .suite import Suite
@@ -85,7 +86,7 @@ def extract_shard(suite: Suite, task: ShardTask, echo: runner.Echo,
         if not runs:
             return
         cell = runner.load_cell_data(suite, task.data, echo)
-        batch_size = suite.models[task.model].batch_size or suite.batch_size
+        batch_size = batch_size_for(suite, task.model, model, info, identity, root)
         runner.extract_cell(suite, task.model, model, info, identity, runs, cell, batch_size,
                             root, str(task), echo, progress, task.shard)
 

@@ -35,6 +35,7 @@ from . import __version__, atomic, plugins
 from .cache import FeatureCache, sample_hash
 from .contracts import Attack, BatchContext, FeatureSpec, Model, Sample
 from .errors import ConfigError, HarnessError
+from .batching import AutoBatch, batch_size_for, is_oom
 from .shards import Shard, canonical_batches
 from .suite import Suite
 
@@ -177,8 +178,8 @@ def cache_inputs(suite: Suite, model_name: str, model: Model, model_info, identi
 
 
 def extract_split(model: Model, runs: list[AttackRun], caches: list[FeatureCache],
-                  samples: list[Sample], hashes: dict[str, str], batch_size: int, seed: int,
-                  label: str, echo: Echo, progress: Progress | None = None,
+                  samples: list[Sample], hashes: dict[str, str], batch_size: int | AutoBatch,
+                  seed: int, label: str, echo: Echo, progress: Progress | None = None,
                   shard: Shard | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Features of every attack for ``samples`` (from cache, computing what is missing), or,
     given a ``shard``, only that shard's batches into the cache (then returns {}).
@@ -194,7 +195,8 @@ def extract_split(model: Model, runs: list[AttackRun], caches: list[FeatureCache
         f, m = cache.lookup(hashes, fnames)
         found.append(f)
         missing.append(set(m))
-    mine = canonical_batches(samples, batch_size, shard)
+    size = int(batch_size)
+    mine = canonical_batches(samples, size, shard)
     todo = [b for b in mine if any(s.id in m for s in b for m in missing)]
     n_todo, n_mine = sum(map(len, todo)), sum(map(len, mine))
     if progress is not None and n_mine > n_todo:
@@ -202,28 +204,45 @@ def extract_split(model: Model, runs: list[AttackRun], caches: list[FeatureCache
     if todo:
         echo(f"[extract] {label}: {n_todo} to compute"
              + (f", {n_mine - n_todo} from cache" if n_mine > n_todo else ""))
-    n_batches = len(todo)
     t_start = time.perf_counter()
-    for b, batch in enumerate(todo):
+    b = 0
+    while b < len(todo):
+        batch = todo[b]
         ids = [s.id for s in batch]
         active = [i for i, m in enumerate(missing) if any(sid in m for sid in ids)]
         needs: set[str] = set()
         for i in active:
             needs |= set(runs[i].attack.needs())
-        ctx = BatchContext(model, batch, seed)
-        ctx.outputs = dict(model.provide(batch, needs, ctx))
-        ctx.outputs["cell_attacks"] = {runs[i].plugin for i in active}
-        for i in active:
-            feats = runs[i].attack.extract(ctx)
-            _check_features(runs[i], feats, len(batch))
-            caches[i].write(ids, [hashes[s] for s in ids], feats)
+        oom = None
+        try:
+            ctx = BatchContext(model, batch, seed)
+            ctx.outputs = dict(model.provide(batch, needs, ctx))
+            ctx.outputs["cell_attacks"] = {runs[i].plugin for i in active}
+            feats = [runs[i].attack.extract(ctx) for i in active]
+        except Exception as exc:
+            if not (isinstance(batch_size, AutoBatch) and is_oom(exc)):
+                raise
+            oom = f"{type(exc).__name__}: {exc}"
+        if oom is not None:  # outside the except: the traceback's tensors are released
+            ctx = None
+            size = batch_size.shrink(oom, label, echo)  # and cut the rest again at that size
+            todo = todo[:b] + [c for c in canonical_batches(samples, size, shard)
+                               if any(s.id in m for s in c for m in missing)]
+            continue
+        for i, f in zip(active, feats):
+            _check_features(runs[i], f, len(batch))
+            caches[i].write(ids, [hashes[s] for s in ids], f)
+            missing[i] -= set(ids)
             for j, sid in enumerate(ids):
-                found[i][sid] = {n: float(feats[n][j]) for n in names[i]}
+                found[i][sid] = {n: float(f[n][j]) for n in names[i]}
+        if isinstance(batch_size, AutoBatch):
+            batch_size.remember()
         if progress is not None:
             progress(len(batch), True)
+        b += 1
         elapsed = time.perf_counter() - t_start
-        eta = elapsed / (b + 1) * (n_batches - b - 1)
-        echo(f"[extract] {label}: batch {b + 1}/{n_batches} ({elapsed:.1f} s, ETA {eta:.0f} s)")
+        eta = elapsed / b * (len(todo) - b)
+        echo(f"[extract] {label}: batch {b}/{len(todo)} ({elapsed:.1f} s, ETA {eta:.0f} s)")
     if shard is not None:
         return {}
     out = {}
@@ -246,7 +265,8 @@ def _check_features(run: AttackRun, feats: dict, n: int) -> None:
 
 
 def extract_cell(suite: Suite, model_name: str, model: Model, model_info, identity: dict,
-                 runs: list[AttackRun], cell: CellData, batch_size: int, cache_root: Path,
+                 runs: list[AttackRun], cell: CellData, batch_size: int | AutoBatch,
+                 cache_root: Path,
                  label: str, echo: Echo, progress: Progress | None = None,
                  shard: Shard | None = None) -> dict[str, dict[str, dict[str, np.ndarray]]]:
     """Stage 1 for one (model, data) cell: {side: {attack label: {feature: values}}}.
@@ -391,7 +411,8 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
             if not runs:
                 echo(f"warning: no attack in the suite applies to model '{model_name}' ({family})")
                 continue
-            batch_size = suite.models[model_name].batch_size or suite.batch_size
+            batch_size = batch_size_for(suite, model_name, model, model_info, identity,
+                                        cache_root)
             for data_name in suite.data_for(model_name):
                 if data_name not in data_cache:
                     data_cache[data_name] = load_cell_data(suite, data_name, echo)

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
+                      field_validator)
 
 from .errors import SuiteError, did_you_mean
 
@@ -43,7 +44,8 @@ class ModelEntry(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     #: names of ``data`` entries to audit this model on (default: all)
     data: list[str] | None = None
-    batch_size: int | None = Field(default=None, gt=0)
+    #: "auto": the largest that fits on the CUDA card (halved on OOM, remembered in the cache)
+    batch_size: PositiveInt | Literal["auto"] | None = None
 
 
 class AttackEntry(_Strict):
@@ -138,7 +140,8 @@ class Suite(_Strict):
     description: str = ""
     seed: int = 0
     device: str = "cpu"
-    batch_size: int = Field(default=8, gt=0)
+    #: samples per model call; "auto" as for a model entry
+    batch_size: PositiveInt | Literal["auto"] = 8
     #: feature cache, trained canaries, rendered data; default $HARNESS_CACHE_DIR or ./.harness-cache
     cache_dir: str | None = None
     output_dir: str = "results"
