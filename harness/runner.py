@@ -32,10 +32,10 @@ from typing import Callable
 import numpy as np
 
 from . import __version__, atomic, plugins
+from .batching import AutoBatch, batch_size_for, is_oom
 from .cache import FeatureCache, sample_hash
 from .contracts import Attack, BatchContext, FeatureSpec, Model, Sample
 from .errors import ConfigError, HarnessError
-from .batching import AutoBatch, batch_size_for, is_oom
 from .shards import Shard, canonical_batches
 from .suite import Suite
 
@@ -266,13 +266,13 @@ def _check_features(run: AttackRun, feats: dict, n: int) -> None:
 
 def extract_cell(suite: Suite, model_name: str, model: Model, model_info, identity: dict,
                  runs: list[AttackRun], cell: CellData, batch_size: int | AutoBatch,
-                 cache_root: Path,
-                 label: str, echo: Echo, progress: Progress | None = None,
+                 cache_root: Path, label: str, echo: Echo, progress: Progress | None = None,
                  shard: Shard | None = None) -> dict[str, dict[str, dict[str, np.ndarray]]]:
     """Stage 1 for one (model, data) cell: {side: {attack label: {feature: values}}}.
 
     Everything it needs is explicit and its output is also on disk (the feature cache), so a
-    distributed executor can run one cell per task and the driver re-reads the cache."""
+    ``shard`` of it can run in any process (``harness.extract``) and the driver re-reads the
+    cache."""
     feats = {}
     for side, samples, hashes in (("members", cell.members, cell.member_hashes),
                                   ("nonmembers", cell.nonmembers, cell.nonmember_hashes)):

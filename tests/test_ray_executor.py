@@ -147,23 +147,16 @@ def test_infeasible_resources_are_a_named_error(tmp_path, fragile, ray_instance)
         runner.run(s, log=False, echo=lambda m: None)
 
 
-def _demo_audio_cells(root: Path, n: int = 8, steps: int = 40) -> dict:
-    """suites/demo.yaml's two audio cells (diffusion and autoregressive canaries, every attack
-    and aggregator of their families), smaller: n + n folk tunes, canaries trained for ``steps``
-    steps, batches of 4 (two per side, so both shards of a cell have work)."""
-    raw = yaml.safe_load((Path(__file__).parents[1] / "suites" / "demo.yaml").read_text())
-    raw = {k: v for k, v in raw.items() if not k.startswith("x-")}
-    del raw["models"]["symbolic-canary"], raw["data"]["folk-midi"]
-    raw["attacks"] = [a for a in raw["attacks"] if a.get("models") != ["symbolic-canary"]]
-    for side in ("members", "nonmembers"):
-        raw["data"]["folk-audio"][side]["params"].update(n_members=n, n_nonmembers=n)
-    for m in raw["models"].values():
-        m["params"]["train_data"] = raw["data"]["folk-audio"]["members"]
-        m["params"]["steps"] = steps
-    raw.update(batch_size=4, cache_dir=str(root / "cache"), output_dir=str(root / "results"),
-               mia={"subsamples": 50}, di={"n_grid": [2, 4, 8], "draws": 100},
-               mlflow={"enabled": False})
-    return raw
+def _demo_audio_cells(root: Path) -> dict:
+    """suites/demo.yaml's two audio cells, smaller (8 + 8 tunes, 40-step canaries, batches of 4:
+    two per side, so both shards of a cell have work); the benchmark times the same cells."""
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "benchmarks" / "executor.py"
+    spec = importlib.util.spec_from_file_location("benchmark_executor", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.demo_audio_cells(root, n=8, steps=40, batch_size=4)
 
 
 @pytest.mark.slow
