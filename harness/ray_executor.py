@@ -27,6 +27,8 @@ from .progress import ProgressLine
 from .suite import Suite
 
 INSTALL_HINT = "pip install 'audio-mia-harness[ray]'"
+#: seconds between the driver's progress lines
+PROGRESS_EVERY = 5.0
 
 
 def import_ray():
@@ -229,7 +231,7 @@ def extract(suite: Suite, cache_root: Path, echo, poll: float = 1.0) -> None:
             ref = fn.options(**opts).remote(suite_json, t, env, tally, i,
                                             max(1, int(res["num_cpus"])))
             refs[ref] = t
-        line = ProgressLine(total, echo)
+        line = ProgressLine(total, echo, every=PROGRESS_EVERY)
         pending = list(refs)
         try:
             while pending:

@@ -5,6 +5,7 @@ numbers, progress on the driver, and named errors for what Ray cannot do."""
 import fcntl
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,8 @@ class FragileAR(ToyAutoregressiveModel):
                     if left - 1 == 0:
                         os._exit(1)
         _log_call(root, [s.id for s in samples])
+        if (root / "slow").exists():
+            time.sleep(0.3)
         return super().provide(samples, needs, ctx)
 
 
@@ -84,6 +87,14 @@ def _numbers(out: Path) -> dict:
         with np.load(out / r["scores_file"]) as z:
             feats[r["attack"]] = (z["member_features"].tolist(), z["nonmember_features"].tolist())
     return {"mia": mia, "di": di, "features": feats}
+
+
+def _cached_ids(root: Path) -> set[str]:
+    ids = set()
+    for shard in (root / "cache" / "features").glob("*/shard-*.npz"):
+        with np.load(shard) as z:
+            ids |= set(z["ids"].tolist())
+    return ids
 
 
 def _calls(root: Path) -> list[tuple[int, list[str]]]:
@@ -139,6 +150,35 @@ def test_worker_that_keeps_dying_is_a_named_error_and_resumable(tmp_path, fragil
     again = [i for _, batch in _calls(root) for i in batch]
     assert len(again) == 32 and len(set(again)) == 32
     assert _numbers(out)["mia"][0]["auc"] > 0.8
+
+
+def test_interrupted_driver_resumes_without_recomputing(tmp_path, fragile, ray_instance,
+                                                        monkeypatch):
+    """The driver stops (Ctrl-C) once some samples are cached: its tasks are cancelled, and a
+    rerun computes only the rest, to the numbers of an uninterrupted run."""
+    from harness import ray_executor
+
+    monkeypatch.setattr(ray_executor, "PROGRESS_EVERY", 0.0)
+    root = tmp_path / "driver"
+    s = _suite(root, "ray", shards=2)
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "slow").write_text("")  # 0.3 s per batch: the stop comes mid-run
+
+    def echo(msg):
+        if msg.startswith("[extract] ") and not msg.startswith("[extract] 0/"):
+            raise KeyboardInterrupt("driver stopped")
+
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(s, log=False, echo=echo)
+    time.sleep(1.0)  # let the cancelled tasks die
+    cached = _cached_ids(root)
+    assert 0 < len(cached) < 32
+    before = len(_calls(root))
+    out = runner.run(s, log=False, echo=lambda m: None)
+    again = [i for _, batch in _calls(root)[before:] for i in batch]
+    assert not cached & set(again) and len(cached) + len(set(again)) == 32
+    local = runner.run(_suite(tmp_path / "local", "local"), log=False, echo=lambda m: None)
+    assert _numbers(out) == _numbers(local)
 
 
 def test_infeasible_resources_are_a_named_error(tmp_path, fragile, ray_instance):
