@@ -61,9 +61,10 @@ def cell_sizes(suite: Suite) -> dict[tuple[str, str], int]:
 _prepared: dict[str, tuple] = {}
 
 
-def _prepare(suite: Suite, model_name: str) -> tuple:
+def _prepare(suite: Suite, model_name: str, cache_root: Path) -> tuple:
+    # the cache root too: a model may keep paths under it (a canary's trained checkpoint)
     key = canonical_json({"model": suite.models[model_name].model_dump(mode="json"),
-                          "device": suite.device,
+                          "device": suite.device, "cache_root": str(cache_root),
                           "attacks": [a.model_dump(mode="json") for a in suite.attacks]})
     if key not in _prepared:
         _prepared.clear()  # free the previous model before loading the next
@@ -82,7 +83,7 @@ def extract_shard(suite: Suite, task: ShardTask, echo: runner.Echo,
     torch.manual_seed(suite.seed)
     root = cache_root or runner.resolve_cache_root(suite)
     with runner._env("HARNESS_CACHE_DIR", str(root)):
-        model, info, identity, runs = _prepare(suite, task.model)
+        model, info, identity, runs = _prepare(suite, task.model, root)
         if not runs:
             return
         cell = runner.load_cell_data(suite, task.data, echo)
