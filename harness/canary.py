@@ -20,9 +20,12 @@ def training_samples(plugin: str, ref: Mapping, what: str = "train_data") -> lis
     """The samples of a data reference ``{source, split, params}``; refuses an empty one."""
     from .datasets import resolve
 
+    from .inputs import check_files
+
     samples = resolve(ref)
     if not samples:
         raise DataError(f"{plugin}: {what} {dict(ref)} has no samples")
+    check_files([s.path for s in samples], where=f"{plugin} {what}")
     return samples
 
 

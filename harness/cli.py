@@ -12,20 +12,50 @@ from . import __version__
 from .errors import HarnessError
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so it unwinds like Ctrl-C: atomic writes are
+    discarded, MLflow runs in progress are ended FAILED, staging folders are removed. (The
+    default SIGTERM action kills the process on the spot and leaves all of that behind.)"""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 class _Group(click.Group):
-    """Print HarnessError messages cleanly (no traceback) with exit code 2."""
+    """Print HarnessError messages cleanly (no traceback) with exit code 2; SIGTERM and Ctrl-C
+    unwind cleanly and exit 143 / 130."""
 
     def invoke(self, ctx):
+        import signal
+        import threading
+
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
         try:
             return super().invoke(ctx)
         except HarnessError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(2)
+        except Terminated:
+            click.echo("Error: terminated (SIGTERM); nothing half-written was kept, and a rerun "
+                       "resumes from the feature cache", err=True)
+            sys.exit(143)
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted; nothing half-written was kept, and a rerun resumes "
+                       "from the feature cache", err=True)
+            sys.exit(130)
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="harness")
-def cli():
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show third-party warnings, logs and progress bars (hidden by default; the "
+                   "list is in harness/quiet.py).")
+def cli(verbose):
     """Membership and dataset inference benchmarks for audio generative models.
 
     \b
@@ -37,7 +67,10 @@ def cli():
     """
     import warnings
 
+    from . import quiet
     from .plugins import PluginLoadWarning
+
+    quiet.install(verbose=verbose)
 
     # reported once, as "warning: ..." lines, by the commands that load plugins
     warnings.filterwarnings("ignore", category=PluginLoadWarning)
@@ -64,45 +97,101 @@ def suite_options(f):
 @suite_options
 @click.option("--no-log", is_flag=True, help="Keep results on disk only; log later with "
                                              "`harness log`.")
-def run(suite_file, overrides, limit, device, no_log):
-    """Run SUITE_FILE: extract features, score, evaluate MIA and DI, log to MLflow."""
+@click.option("--keep-going/--fail-fast", default=True, show_default=True,
+              help="A model that fails at run time is listed at the end (and in results.json) "
+                   "while the other models' cells still run; --fail-fast stops at once.")
+@click.option("--shard", default=None, metavar="I/K",
+              help="Only extract shard I of K of every cell into the feature cache (no scoring, "
+                   "no MLflow), e.g. a Slurm array task; a run without --shard then scores.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default=None,
+              help="Where features are extracted (suite key 'executor'; default local).")
+@click.option("--address", default=None, metavar="ADDR",
+              help="Ray cluster for --executor ray: auto, ray://host:10001 (default: start one "
+                   "here).")
+def run(suite_file, overrides, limit, device, no_log, keep_going, shard, executor, address):
+    """Run SUITE_FILE: extract features, score, evaluate MIA and DI, log to MLflow.
+
+    Exits 1 when a model failed (its cells are missing from the results)."""
     from . import runner, suite as suite_mod
 
-    s, text = suite_mod.load(suite_file, list(overrides), limit, device)
+    overrides = list(overrides)
+    if executor is not None:
+        overrides.append(f"executor={executor}")
+    if address is not None:
+        overrides.append(f"ray.address={json.dumps(address)}")
+    s, text = suite_mod.load(suite_file, overrides, limit, device)
+    if address is not None and s.executor != "ray":
+        raise click.UsageError("--address is the Ray cluster of --executor ray")
     for w in suite_mod.check_plugins(s, text, suite_file) + _load_problems():
         click.echo(f"warning: {w}", err=True)
-    out = runner.run(s, text, log=not no_log)
+    if shard is not None:
+        from . import extract, shards
+
+        if s.executor != "local":
+            raise click.UsageError("--shard extracts one shard in this process; it does not "
+                                   "combine with executor ray (Ray shards the cells itself)")
+        extract.run_shard(s, shards.parse(shard))
+        return
+    out = runner.run(s, text, log=not no_log, keep_going=keep_going)
     from .summary import console_summary
 
     click.echo(console_summary(out))
+    failures = json.loads((out / "results.json").read_text()).get("failures") or []
+    if failures:
+        click.echo(f"{len(failures)} model(s) failed; their cells are missing:", err=True)
+        for f in failures:
+            click.echo(f"  {f['model']}: {f['error']}", err=True)
+        sys.exit(1)
 
 
 @cli.command()
 @click.argument("suite_file", type=click.Path(dir_okay=False))
 @suite_options
 def validate(suite_file, overrides, limit, device):
-    """Check SUITE_FILE: schema, plugin names and parameter keys (loads no weights)."""
-    from . import suite as suite_mod
+    """Check SUITE_FILE without loading weights: schema, plugin names and parameter keys, every
+    data reference (files, manifest columns, split values, enough samples for n_members /
+    n_nonmembers, canaries' training data) and every attack's needs against its model's outputs.
+    """
+    from . import preflight, suite as suite_mod
 
     s, text = suite_mod.load(suite_file, list(overrides), limit, device)
     warnings = suite_mod.check_plugins(s, text, suite_file) + _load_problems()
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
+    for line in preflight.check(s):
+        click.echo(line)
     n_cells = sum(len(s.data_for(m)) for m in s.models)
     click.echo(f"{suite_file}: OK — {len(s.models)} model(s), {len(s.data)} data set(s), "
                f"{n_cells} cell(s), {len(s.attacks)} attack(s), {len(s.aggregators)} aggregator(s)")
 
 
 @cli.command()
-@click.option("--all", "show_all", is_flag=True, help="Also show module and description.")
+@click.argument("name", required=False)
+@click.option("--all", "show_all", is_flag=True, help="Also show each plugin's description.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--kind", type=click.Choice(["model", "attack", "aggregator", "dataset"]),
               default=None, help="Only one kind.")
-def plugins(show_all, as_json, kind):
-    """List registered plugins: name, kind, family, distribution and version."""
+def plugins(name, show_all, as_json, kind):
+    """List registered plugins: name, kind, family, distribution and version.
+
+    With NAME, show that plugin in full: description, family, what it needs or provides, every
+    parameter with its default and doc, and an example suite entry."""
     from . import plugins as plugins_mod
 
     items = [p for p in plugins_mod.all_plugins() if kind is None or p.kind == kind]
+    if name is not None:
+        from .errors import UnknownNameError
+        from .plugin_docs import describe
+
+        chosen = [p for p in items if p.name == name]
+        if not chosen:
+            raise UnknownNameError(plugins_mod.unknown_message(
+                kind or "plugin", name, {p.name: p for p in items}))
+        if as_json:
+            click.echo(json.dumps([p.as_dict() for p in chosen], indent=2))
+        else:
+            click.echo("\n\n".join(describe(p) for p in chosen))
+        return
     if as_json:
         click.echo(json.dumps([p.as_dict() for p in items], indent=2))
     else:
@@ -141,7 +230,8 @@ def report(experiment, tracking_uri, fmt, all_runs, run_id):
 @click.option("--pending", "pending_root", default=None, type=click.Path(file_okay=False),
               help="Log every not-yet-logged results directory under this root.")
 @click.option("--tracking-uri", default="sqlite:///mlflow.db", show_default=True)
-@click.option("--experiment", default=None, help="Default: the suite name.")
+@click.option("--experiment", default=None,
+              help="Default: the suite's mlflow.experiment, else its name.")
 @click.option("--force", is_flag=True, help="Log again even if already logged.")
 def log_cmd(results_dirs, pending_root, tracking_uri, experiment, force):
     """Log results directories kept on disk (e.g. after MLflow was unreachable)."""

@@ -44,6 +44,15 @@ class Configurable:
     version: ClassVar[str] = "1"
     #: used in error messages ("attack", "model", ...)
     plugin_kind: ClassVar[str] = "plugin"
+    #: parameters holding a local path: a relative one written in a suite is resolved against
+    #: the suite file's folder (``harness.suite.load``)
+    path_params: ClassVar[tuple[str, ...]] = ()
+    #: like ``path_params``, for parameters that also accept a hub id: resolved only when the
+    #: path exists next to the suite
+    path_or_hub_params: ClassVar[tuple[str, ...]] = ()
+    #: parameters holding a data reference ``{source, split, params}`` (a canary's train_data):
+    #: the dataset's own path parameters inside it are resolved the same way
+    data_ref_params: ClassVar[tuple[str, ...]] = ()
     #: the registered name, set by the runner when it instantiates the plugin
     registered_name: str = ""
 

@@ -10,8 +10,10 @@
 - log: ``results.json`` is written first; only then is MLflow touched (single writer), so an
   unreachable tracking server loses nothing.
 
-Designed so a future Ray executor can farm out ``extract_cell`` per (model, data) cell while this
-process keeps scoring, evaluating and logging.
+Extraction can also happen elsewhere first (``harness.executors``: Ray tasks per shard of each
+cell, or ``harness run --shard i/k`` under a scheduler, both via ``harness.extract``); the loop
+below then finds every feature in the cache and makes no model pass, while this process alone
+scores, evaluates and logs.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import datetime as _dt
 import os
 import secrets
 import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,16 +31,19 @@ from typing import Callable
 import numpy as np
 
 from . import __version__, atomic, plugins
+from .batching import AutoBatch, batch_size_for, is_oom
 from .cache import FeatureCache, sample_hash
 from .contracts import Attack, BatchContext, FeatureSpec, Model, Sample
 from .errors import ConfigError, HarnessError
+from .progress import stderr_echo as _stderr
+from .shards import Shard, canonical_batches
 from .suite import Suite
 
 Echo = Callable[[str], None]
+#: ``progress(n_samples, computed)``: samples found in the cache (False) or just computed (True)
+Progress = Callable[[int, bool], None]
 
 
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -126,13 +130,38 @@ def _subset(samples: list[Sample], n: int | None, seed: int, salt: str) -> list[
     return [samples[i] for i in keep]
 
 
+def _count(entry, side: str, available: int, data_name: str) -> int | None:
+    """How many samples of ``side`` to use: the suite's count (an error if the source has
+    fewer: a silent shortfall would change what the AUC means), capped by ``--limit``."""
+    key = f"n_{side}"
+    n = getattr(entry, key)
+    if isinstance(n, int) and n > available:
+        raise ConfigError(f"data.{data_name}.{key}: {n} requested but the source has "
+                          f"{available}; lower it, or write '{key}: all' to use every sample")
+    n = None if n in (None, "all") else n
+    if entry.limit is not None:
+        n = min(entry.limit, n if n is not None else entry.limit)
+    return n
+
+
 def load_cell_data(suite: Suite, data_name: str, echo: Echo) -> CellData:
+    """Resolve, subset and check one data entry: every file is read and checked (format,
+    truncation, finite, not silent, long enough) here, before any model loads."""
     from .datasets import resolve
+    from .errors import DataError
+    from .inputs import check_files
 
     entry = suite.data[data_name]
     refs = {"members": entry.members.model_dump(), "nonmembers": entry.nonmembers.model_dump()}
-    members = _subset(resolve(refs["members"]), entry.n_members, suite.seed, "members")
-    nonmembers = _subset(resolve(refs["nonmembers"]), entry.n_nonmembers, suite.seed, "nonmembers")
+    picked = {}
+    for side in ("members", "nonmembers"):
+        try:
+            samples = resolve(refs[side])
+        except DataError as exc:
+            raise type(exc)(f"data.{data_name}.{side}: {exc}") from None
+        picked[side] = _subset(samples, _count(entry, side, len(samples), data_name),
+                               suite.seed, side)
+    members, nonmembers = picked["members"], picked["nonmembers"]
     if len(members) < 2 or len(nonmembers) < 2:
         raise HarnessError(f"data '{data_name}' has {len(members)} members and {len(nonmembers)} "
                            "non-members; at least 2 of each are needed")
@@ -141,15 +170,29 @@ def load_cell_data(suite: Suite, data_name: str, echo: Echo) -> CellData:
         if len(set(ids)) != len(ids):
             raise HarnessError(f"data '{data_name}' {side}: sample ids are not unique")
     t0 = time.perf_counter()
+    for side, samples in (("members", members), ("nonmembers", nonmembers)):
+        check_files([s.path for s in samples], where=f"data.{data_name}.{side}")
     mh = {s.id: sample_hash(s.path, s.caption, s.start, s.duration) for s in members}
     nh = {s.id: sample_hash(s.path, s.caption, s.start, s.duration) for s in nonmembers}
     overlap = set(mh.values()) & set(nh.values())
     if overlap:
-        echo(f"warning: data '{data_name}': {len(overlap)} identical file(s) appear among both "
-             "members and non-members; their MIA labels contradict each other")
+        msg = (f"data.{data_name}: {len(overlap)} identical sample(s) (same file content and "
+               "caption) appear among both members and non-members; their MIA labels "
+               "contradict each other")
+        if not entry.allow_overlap:
+            raise ConfigError(msg + ". Use disjoint sources, or set allow_overlap: true on "
+                              "the entry to measure it anyway")
+        echo(f"warning: {msg} (allow_overlap: true)")
     echo(f"[data] {data_name}: {len(members)} members, {len(nonmembers)} non-members "
-         f"(hashed in {time.perf_counter() - t0:.1f} s)")
+         f"(checked and hashed in {time.perf_counter() - t0:.1f} s)")
     return CellData(members, nonmembers, mh, nh, refs)
+
+
+def load_all_data(suite: Suite, echo: Echo) -> dict[str, CellData]:
+    """Every data entry any model uses, checked before the first model loads (a bad file then
+    costs seconds and leaves nothing written)."""
+    names = list(dict.fromkeys(d for m in suite.models for d in suite.data_for(m)))
+    return {name: load_cell_data(suite, name, echo) for name in names}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,40 +215,73 @@ def cache_inputs(suite: Suite, model_name: str, model: Model, model_info, identi
 
 
 def extract_split(model: Model, runs: list[AttackRun], caches: list[FeatureCache],
-                  samples: list[Sample], hashes: dict[str, str], batch_size: int, seed: int,
-                  label: str, echo: Echo) -> dict[str, dict[str, np.ndarray]]:
-    """Features of every attack for ``samples`` (from cache, computing what is missing)."""
+                  samples: list[Sample], hashes: dict[str, str], batch_size: int | AutoBatch,
+                  seed: int, label: str, echo: Echo, progress: Progress | None = None,
+                  shard: Shard | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Features of every attack for ``samples`` (from cache, computing what is missing), or,
+    given a ``shard``, only that shard's batches into the cache (then returns {}).
+
+    Batches are always the same consecutive chunks of ``samples`` (``harness.shards``), whatever
+    is cached or sharded, so a resumed, sharded or distributed run feeds the model exactly the
+    batches one plain run does: bit-identical features even where a model's arithmetic depends
+    on the batch it is in. ``progress(n, computed)`` hears of every sample as it is found cached
+    or computed."""
     names = [[s.name for s in r.specs] for r in runs]
     found, missing = [], []
     for cache, fnames in zip(caches, names):
         f, m = cache.lookup(hashes, fnames)
         found.append(f)
         missing.append(set(m))
-    todo = [s for s in samples if any(s.id in m for m in missing)]
+    size = int(batch_size)
+    mine = canonical_batches(samples, size, shard)
+    todo = [b for b in mine if any(s.id in m for s in b for m in missing)]
+    n_todo, n_mine = sum(map(len, todo)), sum(map(len, mine))
+    if progress is not None and n_mine > n_todo:
+        progress(n_mine - n_todo, False)
     if todo:
-        cached = len(samples) - len(todo)
-        echo(f"[extract] {label}: {len(todo)} to compute"
-             + (f", {cached} from cache" if cached else ""))
-    n_batches = (len(todo) + batch_size - 1) // batch_size
-    t_start = time.perf_counter()
-    for b in range(n_batches):
-        batch = todo[b * batch_size:(b + 1) * batch_size]
-        ids = [s.id for s in batch]
-        active = [i for i, m in enumerate(missing) if any(sid in m for sid in ids)]
-        needs: set[str] = set()
-        for i in active:
-            needs |= set(runs[i].attack.needs())
-        ctx = BatchContext(model, batch, seed, attacks={runs[i].plugin for i in active})
-        ctx.outputs = dict(model.provide(batch, needs, ctx))
-        for i in active:
-            feats = runs[i].attack.extract(ctx)
-            _check_features(runs[i], feats, len(batch))
-            caches[i].write(ids, [hashes[s] for s in ids], feats)
-            for j, sid in enumerate(ids):
-                found[i][sid] = {n: float(feats[n][j]) for n in names[i]}
-        elapsed = time.perf_counter() - t_start
-        eta = elapsed / (b + 1) * (n_batches - b - 1)
-        echo(f"[extract] {label}: batch {b + 1}/{n_batches} ({elapsed:.1f} s, ETA {eta:.0f} s)")
+        echo(f"[extract] {label}: {n_todo} to compute"
+             + (f", {n_mine - n_todo} from cache" if n_mine > n_todo else ""))
+    from .progress import bar
+
+    with bar(len(todo), f"[extract] {label}", echo) as pbar:
+        b = 0
+        while b < len(todo):
+            batch = todo[b]
+            ids = [s.id for s in batch]
+            active = [i for i, m in enumerate(missing) if any(sid in m for sid in ids)]
+            needs: set[str] = set()
+            for i in active:
+                needs |= set(runs[i].attack.needs())
+            oom = None
+            try:
+                ctx = BatchContext(model, batch, seed, attacks={runs[i].plugin for i in active})
+                ctx.outputs = dict(model.provide(batch, needs, ctx))
+                feats = [runs[i].attack.extract(ctx) for i in active]
+            except Exception as exc:
+                if not (isinstance(batch_size, AutoBatch) and is_oom(exc)):
+                    raise
+                oom = f"{type(exc).__name__}: {exc}"
+            if oom is not None:  # outside the except: the traceback's tensors are released
+                ctx = None
+                size = batch_size.shrink(oom, label, echo)  # and cut the rest again at that size
+                todo = todo[:b] + [c for c in canonical_batches(samples, size, shard)
+                                   if any(s.id in m for s in c for m in missing)]
+                pbar.total = len(todo)
+                continue
+            for i, f in zip(active, feats):
+                _check_features(runs[i], f, len(batch))
+                caches[i].write(ids, [hashes[s] for s in ids], f)
+                missing[i] -= set(ids)
+                for j, sid in enumerate(ids):
+                    found[i][sid] = {n: float(f[n][j]) for n in names[i]}
+            if isinstance(batch_size, AutoBatch):
+                batch_size.remember()
+            if progress is not None:
+                progress(len(batch), True)
+            b += 1
+            pbar.update(1)
+    if shard is not None:
+        return {}
     out = {}
     for r, f, fnames in zip(runs, found, names):
         out[r.label] = {n: np.array([f[s.id][n] for s in samples], dtype=np.float64)
@@ -226,19 +302,22 @@ def _check_features(run: AttackRun, feats: dict, n: int) -> None:
 
 
 def extract_cell(suite: Suite, model_name: str, model: Model, model_info, identity: dict,
-                 runs: list[AttackRun], cell: CellData, batch_size: int, cache_root: Path,
-                 label: str, echo: Echo) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+                 runs: list[AttackRun], cell: CellData, batch_size: int | AutoBatch,
+                 cache_root: Path, label: str, echo: Echo, progress: Progress | None = None,
+                 shard: Shard | None = None) -> dict[str, dict[str, dict[str, np.ndarray]]]:
     """Stage 1 for one (model, data) cell: {side: {attack label: {feature: values}}}.
 
     Everything it needs is explicit and its output is also on disk (the feature cache), so a
-    distributed executor can run one cell per task and the driver re-reads the cache."""
+    ``shard`` of it can run in any process (``harness.extract``) and the driver re-reads the
+    cache."""
     feats = {}
     for side, samples, hashes in (("members", cell.members, cell.member_hashes),
                                   ("nonmembers", cell.nonmembers, cell.nonmember_hashes)):
         caches = [FeatureCache(cache_root, cache_inputs(
-            suite, model_name, model, model_info, identity, r, cell.refs[side])) for r in runs]
+            suite, model_name, model, model_info, identity, r, cell.refs[side]), echo=echo)
+            for r in runs]
         feats[side] = extract_split(model, runs, caches, samples, hashes, batch_size, suite.seed,
-                                    f"{label} {side}", echo)
+                                    f"{label} {side}", echo, progress, shard)
     return feats
 
 
@@ -369,13 +448,27 @@ def _git_commit() -> str | None:
         return None
 
 
-def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = True) -> Path:
-    """Run every (model, data) cell of the suite; returns the results directory."""
+def resolve_cache_root(suite: Suite) -> Path:
+    """The feature cache every process of a run shares (an absolute path)."""
+    return Path(suite.cache_dir or os.environ.get("HARNESS_CACHE_DIR")
+                or ".harness-cache").expanduser().resolve()
+
+
+def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = True,
+        keep_going: bool = True) -> Path:
+    """Run every (model, data) cell of the suite; returns the results directory.
+
+    Configuration problems (an attack needing an output its model lacks) stop the run before any
+    work. With ``keep_going`` a model that fails at run time (weights, memory, a plugin's bug) is
+    recorded in ``results["failures"]`` and the other models' cells still run."""
     import torch
 
+    from .preflight import check_needs
+
+    check_needs(suite)
+
     torch.manual_seed(suite.seed)
-    cache_root = Path(suite.cache_dir or os.environ.get("HARNESS_CACHE_DIR")
-                      or ".harness-cache").expanduser().resolve()
+    cache_root = resolve_cache_root(suite)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = Path(suite.output_dir) / suite.name / f"{stamp}-{secrets.token_hex(3)}"
     results = {
@@ -383,45 +476,60 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
         "resolved_config": suite.model_dump(mode="json"), "harness_version": __version__,
         "git_commit": _git_commit(), "started": _dt.datetime.now().isoformat(timespec="seconds"),
         "plugins": [p.as_dict() for p in plugins.all_plugins()], "mia": [], "di": [],
+        "failures": [],
     }
     score_files: dict[str, dict] = {}
     with _env("HARNESS_CACHE_DIR", str(cache_root)):
-        data_cache: dict[str, CellData] = {}
+        data_cache = load_all_data(suite, echo)
+        from .executors import extract_elsewhere
+
+        # a distributed executor fills the feature cache first; the loop below then only reads it
+        extract_elsewhere(suite, cache_root, echo)
         for model_name in suite.models:
-            echo(f"[model] loading {model_name}")
-            model, model_info = make_model(model_name, suite)
-            family = model_info.family if model_info.family != "any" else model.family
-            identity = model.identity()
-            runs = make_attacks(suite, model_name, model, family)
-            if not runs:
-                echo(f"warning: no attack in the suite applies to model '{model_name}' ({family})")
-                continue
-            batch_size = suite.models[model_name].batch_size or suite.batch_size
-            for data_name in suite.data_for(model_name):
-                if data_name not in data_cache:
-                    data_cache[data_name] = load_cell_data(suite, data_name, echo)
-                cell = data_cache[data_name]
-                feats = extract_cell(suite, model_name, model, model_info, identity, runs, cell,
-                                     batch_size, cache_root, f"{model_name} × {data_name}", echo)
-                coverage = cell_coverage(model, cell, f"{model_name} × {data_name}", echo)
-                echo(f"[score] {model_name} × {data_name}: {len(runs)} attacks")
-                entries, files = score_cell(suite, model_name, data_name, family, runs, cell,
-                                            feats, coverage)
-                results["mia"] += entries
-                score_files.update(files)
-                for agg in suite.aggregators:
-                    info = plugins.get("aggregator", agg.plugin)
-                    if info.family not in ("any", family):
-                        continue
-                    if agg.features != "all" and not {r.label for r in runs} & set(agg.features):
-                        echo(f"warning: aggregator '{agg.label}': none of its features "
-                             f"{agg.features} ran on {model_name}; skipped")
-                        continue
-                    echo(f"[evaluate] DI {agg.label} on {model_name} × {data_name}")
-                    res = evaluate_di(suite, agg, info, runs, feats["members"], feats["nonmembers"])
-                    res.update({"model": model_name, "data": data_name})
-                    results["di"].append(res)
-            del model
+            try:
+                echo(f"[model] loading {model_name}")
+                model, model_info = make_model(model_name, suite)
+                family = model_info.family if model_info.family != "any" else model.family
+                identity = model.identity()
+                runs = make_attacks(suite, model_name, model, family)
+                if not runs:
+                    echo(f"warning: no attack in the suite applies to model '{model_name}' "
+                         f"({family})")
+                    continue
+                batch_size = batch_size_for(suite, model_name, model, model_info, identity,
+                                            cache_root)
+                for data_name in suite.data_for(model_name):
+                    cell = data_cache[data_name]
+                    feats = extract_cell(suite, model_name, model, model_info, identity, runs,
+                                         cell, batch_size, cache_root,
+                                         f"{model_name} × {data_name}", echo)
+                    coverage = cell_coverage(model, cell, f"{model_name} × {data_name}", echo)
+                    echo(f"[score] {model_name} × {data_name}: {len(runs)} attacks")
+                    entries, files = score_cell(suite, model_name, data_name, family, runs, cell,
+                                                feats, coverage)
+                    results["mia"] += entries
+                    score_files.update(files)
+                    for agg in suite.aggregators:
+                        info = plugins.get("aggregator", agg.plugin)
+                        if info.family not in ("any", family):
+                            continue
+                        ran = {r.label for r in runs}
+                        if agg.features != "all" and not ran & set(agg.features):
+                            echo(f"warning: aggregator '{agg.label}': none of its features "
+                                 f"{agg.features} ran on {model_name}; skipped")
+                            continue
+                        echo(f"[evaluate] DI {agg.label} on {model_name} × {data_name}")
+                        res = evaluate_di(suite, agg, info, runs, feats["members"],
+                                          feats["nonmembers"])
+                        res.update({"model": model_name, "data": data_name})
+                        results["di"].append(res)
+                del model
+            except Exception as exc:  # noqa: BLE001 (keep-going: one model never stops the rest)
+                if not keep_going:
+                    raise
+                msg = f"{type(exc).__name__}: {exc}"
+                results["failures"].append({"model": model_name, "error": msg})
+                echo(f"warning: model '{model_name}' failed, its cells are skipped: {msg}")
     results["finished"] = _dt.datetime.now().isoformat(timespec="seconds")
     with atomic.directory(out_dir) as tmp:
         for rel, arrays in score_files.items():

@@ -336,6 +336,11 @@ class _TokenStatsAttack(Attack):
     #: runner may overwrite it per instance when it registers the class under another name
     registered_name = ""
     defaults: ClassVar[dict[str, Any]] = {"mode": "contrast"}
+    param_docs: ClassVar[dict[str, str]] = {
+        "mode": "contrast: log-probs with the caption minus with the null condition (needs a "
+                "model trained with condition dropout) | conditional: plain conditional "
+                "log-probs (models without a null condition, e.g. FIGARO)",
+    }
 
     def validate(self) -> None:
         _choice(self.params["mode"], "mode", self._name(), tuple(MODES))

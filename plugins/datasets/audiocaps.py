@@ -79,6 +79,7 @@ def _fmt_time(value: str) -> str:
 class AudioCaps(Dataset):
     """AudioCaps clips from a local folder, split and captioned by the official CSVs."""
 
+    path_params = ("root", "csv_dir")
     defaults = {
         "root": None,
         "csv_dir": None,

@@ -26,6 +26,7 @@ from typing import Sequence
 from harness import hookimpl
 from harness.contracts import Dataset, Sample
 from harness.errors import ConfigError, DataError
+from harness.inputs import check_path
 
 DEFAULT_EXTENSIONS = ["wav", "flac", "ogg", "mp3", "mid", "midi"]
 CAPTION_MODES = ("sidecar", "filename", "none")
@@ -35,6 +36,7 @@ _SHOW = 5  # how many offending entries an error message lists
 class LocalFolder(Dataset):
     """Audio or MIDI files from a local directory or a CSV manifest."""
 
+    path_params = ("path", "manifest")
     defaults = {
         "path": None,
         "manifest": None,
@@ -42,6 +44,18 @@ class LocalFolder(Dataset):
         "captions": "sidecar",
         "split_column": "split",
         "subfolders_as_splits": False,
+    }
+    param_docs = {
+        "path": "a directory of recordings (searched recursively); give this or 'manifest'",
+        "manifest": "a CSV with columns path, caption (and a split column); relative paths are "
+                    "resolved against the CSV's directory",
+        "extensions": "file types taken from 'path'",
+        "captions": "sidecar (clip.json {description} or clip.txt next to each file) | "
+                    "filename | none (empty captions)",
+        "split_column": "the manifest column whose values are the split names (e.g. member, "
+                        "nonmember)",
+        "subfolders_as_splits": "with 'path': each top-level sub-folder is a split (members/, "
+                                "nonmembers/); 'all' is always available",
     }
 
     def validate(self) -> None:
@@ -102,9 +116,12 @@ class LocalFolder(Dataset):
                             f"local-folder: '{root}' is a file, not a directory; pass a directory "
                             "as 'path' or a CSV as 'manifest'")
         root = root.resolve()
-        files = sorted((p for p in root.rglob("*") if p.is_file() and self._matches(p)
+        files = sorted((p for p in root.rglob("*") if self._matches(p)
                         and not any(part.startswith(".") for part in p.relative_to(root).parts)),
                        key=lambda p: p.relative_to(root).as_posix())
+        for p in files:  # a directory or a symlink loop named clip.wav is an error, not a skip
+            if not p.is_file():
+                check_path(p)
         if not files:
             raise DataError(f"local-folder found no files with extensions "
                             f"{', '.join(self.params['extensions'])} under {root}")
@@ -172,6 +189,11 @@ class LocalFolder(Dataset):
             f = Path(row["path"]).expanduser()
             f = f if f.is_absolute() else base / f
             if not f.is_file():
+                if f.exists() or f.is_symlink():  # a directory, a loop, a broken link
+                    try:
+                        check_path(f)
+                    except DataError as exc:
+                        raise DataError(f"local-folder: {csv_path} line {line}: {exc}") from None
                 missing_files.append(row["path"])
                 continue
             try:

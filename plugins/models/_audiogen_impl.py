@@ -107,6 +107,60 @@ def t5_from(path: str | os.PathLike | None):
 
 
 # --------------------------------------------------------------------------------------------
+# the two .bin packages, read without running code
+
+
+def read_packages(files: dict[str, str]) -> dict[str, dict]:
+    """``{file name: package}`` of an audiocraft export, read through ``harness.safeload`` and
+    checked for what ``audiocraft.models.loaders`` uses (``best_state``, ``xp.cfg``)."""
+    from harness import safeload
+
+    out = {}
+    for name, path in files.items():
+        pkg = safeload.load(path, what=f"AudioGen {name}", mmap=True)
+        if not isinstance(pkg, dict):
+            raise ModelLoadError(f"AudioGen {name} {path} holds a {type(pkg).__name__}, not an "
+                                 "audiocraft export (a dict with 'best_state' and 'xp.cfg')")
+        if name == COMPRESSION_FILE and "pretrained" in pkg:
+            out[name] = pkg
+            continue
+        lacking = [k for k in ("best_state", "xp.cfg") if k not in pkg]
+        if lacking:
+            raise ModelLoadError(
+                f"AudioGen {name} {path} lacks {', '.join(repr(k) for k in lacking)} (it has "
+                f"{sorted(map(str, pkg))[:8]}): not an audiocraft export. Export a trained "
+                "solver with audiocraft.utils.export (export_lm / export_encodec), which "
+                "writes 'best_state' (the weights) and 'xp.cfg' (the config)")
+        if not isinstance(pkg["best_state"], dict):
+            raise ModelLoadError(f"AudioGen {name} {path}: 'best_state' must be a state dict, "
+                                 f"got {type(pkg['best_state']).__name__}")
+        out[name] = pkg
+    return out
+
+
+@contextlib.contextmanager
+def packages_for_audiocraft(packages: dict[str, dict]):
+    """While active, audiocraft's loaders take the packages read by :func:`read_packages`
+    instead of unpickling the files themselves."""
+    from audiocraft.models import loaders
+
+    orig = loaders._get_state_dict
+
+    def _get_state_dict(file_or_url_or_id, filename=None, device="cpu", cache_dir=None):
+        if filename not in packages:
+            raise ModelLoadError(f"audiocraft asked for '{filename}' of '{file_or_url_or_id}', "
+                                 f"which is not among the files read ({', '.join(packages)})")
+        return packages[filename]
+
+    with _T5_LOCK:
+        loaders._get_state_dict = _get_state_dict
+        try:
+            yield
+        finally:
+            loaders._get_state_dict = orig
+
+
+# --------------------------------------------------------------------------------------------
 # cross-attention with a key-padding mask (audiocraft has none)
 
 
@@ -194,6 +248,20 @@ def _resolve_checkpoint_files(source: str) -> dict[str, str] | None:
     return out
 
 
+def _download_checkpoint_files(source: str) -> dict[str, str]:
+    """Fetch a hub id's two files into the Hugging Face cache (what audiocraft would do)."""
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return {f: hf_hub_download(repo_id=source, filename=f, library_name="audiocraft")
+                for f in (LM_FILE, COMPRESSION_FILE)}
+    except Exception as exc:
+        raise ModelLoadError(f"audiogen: '{source}' is neither a local folder nor a hub id whose "
+                             f"files could be fetched ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:200]}). Give a folder holding "
+                             "state_dict.bin and compression_state_dict.bin") from None
+
+
 # --------------------------------------------------------------------------------------------
 # the model plugin
 
@@ -206,6 +274,7 @@ class AudioGenModel(AutoregressiveModel):
     #: cast to ``dtype`` after loading
     version = "3"
     has_null_condition = True
+    path_or_hub_params = ("checkpoint", "t5")
     defaults = {
         "checkpoint": None,        # local dir with state_dict.bin + compression_state_dict.bin, or hub id
         "t5": None,                # local T5 folder used instead of the config's T5 name
@@ -293,8 +362,12 @@ class AudioGenModel(AutoregressiveModel):
         except ImportError as exc:
             raise ModelLoadError(f"audiogen needs audiocraft (pip install --no-deps "
                                  f"audiocraft==1.3.0 plus its runtime deps): {exc}") from exc
+        files = _resolve_checkpoint_files(source)
+        if files is None:
+            files = _download_checkpoint_files(source)
+        packages = read_packages(files)
         try:
-            with t5_from(self.t5_source()):
+            with t5_from(self.t5_source()), packages_for_audiocraft(packages):
                 model = AudioGen.get_pretrained(source, device=self.device)
         except ModelLoadError:
             raise

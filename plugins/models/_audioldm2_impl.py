@@ -151,6 +151,7 @@ LANGUAGE_MODELS = ("GPT2Model", "GPT2LMHeadModel")
 class AudioLDM2(DiffusionModel):
     """AudioLDM2 text-to-audio latent diffusion model (ε-prediction, 1000 DDPM steps)."""
 
+    path_or_hub_params = ("checkpoint",)
     defaults = {
         "checkpoint": None,
         "dtype": "float32",
@@ -237,6 +238,9 @@ class AudioLDM2(DiffusionModel):
         if cls is None:
             raise ModelLoadError(f"model '{self.registered_name or 'audioldm2'}': component "
                                  f"{name} declares an unknown class {library}.{cls_name}")
+        from harness import safeload
+
+        safeload.check_folder(self.root / name, what=f"AudioLDM2 {name} weights")
         try:
             return cls.from_pretrained(self.root / name)
         except Exception as exc:

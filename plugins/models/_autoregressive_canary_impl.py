@@ -164,6 +164,7 @@ class AutoregressiveCanary(AudioGenModel):
     #: 2: scored with the audiogen plugin's batched masked cross-attention
     #: 3: padded frames neither trained on nor scored (``padding``), clips encoded alone
     version = "3"
+    data_ref_params = ("train_data",)
     defaults = {
         "train_data": DEFAULT_TRAIN_DATA,
         "steps": 300,

@@ -47,6 +47,7 @@ class SymbolicCanary(FigaroModel):
     """A FIGARO-architecture canary trained lazily on ``train_data`` (members)."""
 
     version = "1"
+    data_ref_params = ("train_data",)
     defaults = {
         "train_data": DEFAULT_TRAIN_DATA,
         "steps": 300,

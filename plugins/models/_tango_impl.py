@@ -193,15 +193,12 @@ def load_strict(module, state: dict, what: str, source: Path) -> None:
     module.load_state_dict(state, strict=True)
 
 
-def torch_load(path: Path) -> dict:
-    try:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # legacy (non-zip) pickles cannot be memory-mapped
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelLoadError(f"cannot read {path} as a torch state dict: "
-                             f"{type(exc).__name__}: {exc}") from exc
+def read_state_dict(path: Path) -> dict:
+    """A plain state dict (name -> tensor), read through ``harness.safeload`` (weights only,
+    memory-mapped)."""
+    from harness import safeload
+
+    state = safeload.load(path, what="TANGO weights file", mmap=True)
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise ModelLoadError(f"{path} is not a plain state dict (name -> tensor)")
     return dict(state)
@@ -210,6 +207,8 @@ def torch_load(path: Path) -> dict:
 class Tango(DiffusionModel):
     """TANGO text-to-audio LDM (v-prediction, SD-2.1 schedule, FLAN-T5-large conditioning)."""
 
+    path_params = ("checkpoint",)
+    path_or_hub_params = ("tokenizer",)
     defaults = {
         "checkpoint": None,
         "tokenizer": None,
@@ -358,7 +357,7 @@ class Tango(DiffusionModel):
 
         dtype, dev = DTYPES[self.params["dtype"]], self.device
         # STFT buffers: check the basis, keep the trained mel filterbank
-        stft = torch_load(self.root / "pytorch_model_stft.bin")
+        stft = read_state_dict(self.root / "pytorch_model_stft.bin")
         keys = {"stft_fn.forward_basis", "stft_fn.inverse_basis", "mel_basis"}
         if set(stft) != keys:
             raise ModelLoadError(f"{self.root / 'pytorch_model_stft.bin'}: expected keys "
@@ -374,7 +373,7 @@ class Tango(DiffusionModel):
                                  "the Hann-windowed 1024-point Fourier basis of TacotronSTFT")
 
         # VAE: rename, ignore the vocoder, strict
-        raw = torch_load(self.root / "pytorch_model_vae.bin")
+        raw = read_state_dict(self.root / "pytorch_model_vae.bin")
         n_levels = len(self.vae_kwargs["block_out_channels"])
         vae = AutoencoderKL(**self.vae_kwargs)
         mapped, unmapped = {}, []
@@ -396,7 +395,7 @@ class Tango(DiffusionModel):
         load_strict(vae, mapped, "the VAE (pytorch_model_vae.bin)", self.root)
 
         # main: unet.* + text_encoder.*
-        main = torch_load(self.root / "pytorch_model_main.bin")
+        main = read_state_dict(self.root / "pytorch_model_main.bin")
         groups: dict[str, dict] = {"unet": {}, "text_encoder": {}}
         other = []
         for k, v in main.items():

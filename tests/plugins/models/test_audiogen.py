@@ -319,6 +319,43 @@ def test_one_batched_call_scores_each_sample_as_alone(tmp_path, t5_dir, clips, l
         np.testing.assert_allclose(got_x.logprob, want[CONTRAST], atol=3e-5)
 
 
+# -- hostile checkpoints (issue #15): nothing in a pickle runs --------------------------------
+
+
+@pytest.mark.slow
+def test_code_pickled_into_a_package_never_runs(tmp_path, ckpt_dir, t5_dir):
+    import shutil
+
+    import hostile
+    import torch
+
+    from harness.errors import ModelLoadError
+    from plugins.models._audiogen_impl import AudioGenModel
+
+    t5, good = t5_dir, ckpt_dir
+    for name in ("state_dict.bin", "compression_state_dict.bin"):
+        for kind in hostile.PICKLE_KINDS:
+            d = tmp_path / f"{name}-{kind}"
+            shutil.copytree(good, d)
+            marker = tmp_path / f"ran-{name}-{kind}"
+            hostile.code_pickle(d / name, marker, kind)
+            with pytest.raises(ModelLoadError, match=f"AudioGen {name}"):
+                AudioGenModel(checkpoint=str(d), t5=str(t5)).load()
+            assert not marker.exists()
+    # a package without best_state is named as such (not a KeyError deep in audiocraft)
+    d = tmp_path / "nobest"
+    shutil.copytree(good, d)
+    pkg = torch.load(d / "state_dict.bin", weights_only=True)
+    del pkg["best_state"]
+    torch.save(pkg, d / "state_dict.bin")
+    with pytest.raises(ModelLoadError, match="lacks 'best_state'"):
+        AudioGenModel(checkpoint=str(d), t5=str(t5)).load()
+    # the canary loads through the same code
+    from plugins.models._autoregressive_canary_impl import AutoregressiveCanary
+
+    assert AutoregressiveCanary.load is AudioGenModel.load
+
+
 def test_padded_frames_are_not_scored_so_the_window_length_does_not_matter(ckpt_dir, t5_dir,
                                                                            clips):
     """A 1.2 s clip in a 2 s or a 3 s window: the LM is causal, so its real frames score the

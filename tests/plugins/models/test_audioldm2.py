@@ -172,3 +172,22 @@ def test_registered_through_the_entry_point():
 
     info = plugins.get("model", "audioldm2")
     assert info.family == "diffusion" and info.load() is AudioLDM2
+
+
+# -- hostile checkpoints (issue #15): nothing in a pickle runs --------------------------------
+
+
+@pytest.mark.slow
+def test_code_pickled_into_a_component_never_runs(tmp_path, tiny_audioldm2_dir):
+    import hostile
+
+    d = tmp_path / "ldm2"
+    shutil.copytree(tiny_audioldm2_dir, d)
+    for f in (d / "unet").glob("*.safetensors"):
+        f.unlink()
+    marker = tmp_path / "ran"
+    hostile.code_pickle(d / "unet" / "diffusion_pytorch_model.bin", marker, "zip")
+    with pytest.raises(ModelLoadError, match="AudioLDM2 unet weights"):
+        AudioLDM2(checkpoint=str(d)).m
+    assert not marker.exists()
+

@@ -1,0 +1,120 @@
+"""``harness plugins NAME``: one plugin in full, so that a suite can be written without reading
+the plugin's source (description, family, needs/provides, every parameter with its default and
+one line of doc, an example suite entry).
+
+Where a parameter's line comes from, first found wins: the class's ``param_docs`` mapping (merged
+along the class hierarchy), the inline comment after the key in the class's ``defaults`` literal,
+then a ``key``: line in the class's or its module's docstring. Plugins already document their
+parameters in one of those ways; none has to repeat itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import re
+import sys
+
+import yaml
+
+from .plugins import PluginInfo
+
+_INLINE = re.compile(r'^\s*["\']([A-Za-z0-9_]+)["\']\s*:\s*.*?#\s*(.+?)\s*$')
+_DOCLINE = re.compile(r"``([A-Za-z0-9_]+)``\s*(?:\([^)]*\))?\s*:\s*(.+)")
+
+
+def _first_sentence(text: str) -> str:
+    text = " ".join(text.split())
+    m = re.match(r"(.+?[.;])(\s|$)", text)
+    return (m.group(1) if m else text)[:160]
+
+
+def param_docs(cls) -> dict[str, str]:
+    """One line of doc per parameter name (missing: not documented anywhere)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        docs.update(getattr(klass, "__dict__", {}).get("param_docs", {}) or {})
+    found: dict[str, str] = {}
+    for klass in cls.__mro__:
+        try:
+            src = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        block = re.search(r"defaults\s*(?::[^=]*)?=\s*\{(.*?)\n\s*\}", src, re.S)
+        for line in (block.group(1).splitlines() if block else []):
+            m = _INLINE.match(line)
+            if m and m.group(1) not in found:
+                found[m.group(1)] = m.group(2)
+    texts = [cls.__doc__ or "", getattr(sys.modules.get(cls.__module__), "__doc__", "") or ""]
+    for text in texts:
+        for para in re.split(r"\n\s*(?:\n|- )", text):
+            m = _DOCLINE.search(" ".join(para.split()))
+            if m and m.group(1) not in found:
+                found[m.group(1)] = _first_sentence(m.group(2))
+    return {k: docs.get(k) or found.get(k, "") for k in getattr(cls, "defaults", {}) or {}}
+
+
+def _needs_provides(info: PluginInfo, cls) -> list[str]:
+    """What an attack needs / a model provides, from a default-constructed instance (no weights
+    are loaded by constructors); when the defaults alone are not a valid configuration, say so."""
+    if info.kind not in ("attack", "model"):
+        return []
+    what = "needs" if info.kind == "attack" else "provides"
+    try:
+        obj = cls(**({"device": "cpu"} if info.kind == "model" else {}))
+        got = obj.needs() if info.kind == "attack" else obj.outputs()
+    except Exception as exc:  # noqa: BLE001 (shown to the user, not hidden)
+        return [f"{what}: depends on the parameters ({type(exc).__name__}: {exc})"]
+    line = f"{what}: {', '.join(sorted(got)) or '(nothing)'}"
+    if info.kind == "attack" and "mode" in (getattr(cls, "defaults", {}) or {}):
+        line += "  (with the default parameters; e.g. mode: conditional changes it)"
+    return [line]
+
+
+def _example(info: PluginInfo, cls) -> str:
+    params = dict(getattr(cls, "defaults", {}) or {})
+    entry: dict = {"plugin": info.name}
+    if params:
+        entry["params"] = params
+    if info.kind == "model":
+        doc = {"models": {f"my-{info.name}": entry}}
+    elif info.kind == "dataset":
+        ref = {"source": info.name, "split": "<split>", **({"params": params} if params else {})}
+        doc = {"data": {"mine": {"members": ref, "nonmembers": copy.deepcopy(ref)}}}
+    else:
+        doc = {f"{info.kind}s": [entry]}
+    return yaml.dump(doc, Dumper=_NoAliases, sort_keys=False, default_flow_style=None, width=100)
+
+
+class _NoAliases(yaml.SafeDumper):
+    """Writes repeated values out in full: an example is read by people, not by YAML."""
+
+    def ignore_aliases(self, data):
+        return True
+
+
+def describe(info: PluginInfo) -> str:
+    """The full text view of one registered plugin."""
+    cls = info.load()
+    lines = [f"{info.name} ({info.kind}, family {info.family})",
+             f"  from {info.distribution} {info.version or ''}".rstrip() + f", module {info.module}",
+             ""]
+    doc = inspect.cleandoc(cls.__doc__ or "") or info.description
+    lines += ["  " + ln if ln else "" for ln in doc.splitlines()] + [""]
+    lines += _needs_provides(info, cls)
+    if lines[-1]:
+        lines.append("")
+    defaults = getattr(cls, "defaults", {}) or {}
+    docs = param_docs(cls)
+    if defaults:
+        lines += ["parameters (default — doc):"]
+        width = max(len(k) for k in defaults)
+        for k, v in defaults.items():
+            shown = yaml.safe_dump(v, default_flow_style=True, width=10**6).strip()
+            shown = shown.removesuffix("\n...").removesuffix("...").strip()
+            lines.append(f"  {k.ljust(width)}  {shown}" + (f"  — {docs[k]}" if docs[k] else ""))
+    else:
+        lines += ["parameters: none"]
+    lines += ["", "example suite entry:"]
+    lines += ["  " + ln for ln in _example(info, cls).rstrip().splitlines()]
+    return "\n".join(lines)
