@@ -76,17 +76,21 @@ def _prepare(suite: Suite, model_name: str, cache_root: Path) -> tuple:
 
 
 def extract_shard(suite: Suite, task: ShardTask, echo: runner.Echo,
-                  progress: runner.Progress | None = None, cache_root: Path | None = None) -> None:
-    """Fill the feature cache for one shard of one cell (computing only what is missing)."""
+                  progress: runner.Progress | None = None, cache_root: Path | None = None,
+                  cell: runner.CellData | None = None) -> None:
+    """Fill the feature cache for one shard of one cell (computing only what is missing).
+    ``cell``: the cell's data, already checked (else it is resolved and checked here, before
+    the model loads)."""
     import torch
 
     torch.manual_seed(suite.seed)
     root = cache_root or runner.resolve_cache_root(suite)
     with runner._env("HARNESS_CACHE_DIR", str(root)):
+        if cell is None:
+            cell = runner.load_cell_data(suite, task.data, echo)
         model, info, identity, runs = _prepare(suite, task.model, root)
         if not runs:
             return
-        cell = runner.load_cell_data(suite, task.data, echo)
         batch_size = batch_size_for(suite, task.model, model, info, identity, root)
         runner.extract_cell(suite, task.model, model, info, identity, runs, cell, batch_size,
                             root, str(task), echo, progress, task.shard)
@@ -96,9 +100,12 @@ def run_shard(suite: Suite, shard: Shard, echo: runner.Echo = runner._stderr) ->
     """``harness run SUITE --shard i/k``: extract shard i of every cell; no scoring, no results
     directory, no MLflow. Returns the number of cells visited."""
     count = 0
+    with runner._env("HARNESS_CACHE_DIR", str(runner.resolve_cache_root(suite))):
+        cells = runner.load_all_data(suite, echo)  # every data file checked before any model
     for model_name in suite.models:
         for data_name in suite.data_for(model_name):
-            extract_shard(suite, ShardTask(model_name, data_name, shard), echo)
+            extract_shard(suite, ShardTask(model_name, data_name, shard), echo,
+                          cell=cells[data_name])
             count += 1
     _prepared.clear()
     echo(f"[shard {shard}] features of {count} cell(s) are in "
