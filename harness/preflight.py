@@ -36,6 +36,7 @@ def check_data(suite: Suite) -> list[str]:
     """Resolve every data reference (audit data and canaries' training data): files, manifest
     columns and split values are checked by the dataset plugin; counts against ``n_members`` /
     ``n_nonmembers`` here. Returns one summary line per data entry."""
+    from .canary import training_samples
     from .datasets import resolve
 
     def samples(ref: Mapping, where: str) -> list:
@@ -61,9 +62,10 @@ def check_data(suite: Suite) -> list[str]:
         for key in TRAIN_REF_KEYS:
             ref = m.params.get(key)
             if _is_ref(ref):
-                got = samples(ref, f"model '{model_name}' {key}")
-                if not got:
-                    raise DataError(f"model '{model_name}' {key}: the reference has no samples")
+                try:
+                    training_samples(m.plugin, ref, key)
+                except (DataError, ConfigError) as exc:
+                    raise type(exc)(f"model '{model_name}' {key}: {exc}") from exc
     return lines
 
 

@@ -116,16 +116,8 @@ def make_attacks(suite: Suite, model_name: str, model: Model, family: str) -> li
 # data
 
 
-def _subset(samples: list[Sample], n: int | None, seed: int, salt: str) -> list[Sample]:
-    if n is None or n >= len(samples):
-        return samples
-    rng = np.random.default_rng([seed, int.from_bytes(salt.encode()[:8].ljust(8, b"\0"), "little")])
-    keep = np.sort(rng.permutation(len(samples))[:n])
-    return [samples[i] for i in keep]
-
-
 def load_cell_data(suite: Suite, data_name: str, echo: Echo) -> CellData:
-    from .datasets import resolve
+    from .datasets import resolve, subset as _subset
 
     entry = suite.data[data_name]
     refs = {"members": entry.members.model_dump(), "nonmembers": entry.nonmembers.model_dump()}
@@ -362,7 +354,7 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
         "resolved_config": suite.model_dump(mode="json"), "harness_version": __version__,
         "git_commit": _git_commit(), "started": _dt.datetime.now().isoformat(timespec="seconds"),
         "plugins": [p.as_dict() for p in plugins.all_plugins()], "mia": [], "di": [],
-        "failures": [],
+        "failures": [], "training": {},
     }
     score_files: dict[str, dict] = {}
     with _env("HARNESS_CACHE_DIR", str(cache_root)):
@@ -403,8 +395,14 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
                         echo(f"[evaluate] DI {agg.label} on {model_name} × {data_name}")
                         res = evaluate_di(suite, agg, info, runs, feats["members"],
                                           feats["nonmembers"])
-                        res.update({"model": model_name, "data": data_name})
+                        res.update({"model": model_name, "data": data_name,
+                                    "model_family": family})
                         results["di"].append(res)
+                report = model.training_report()
+                if report:
+                    from .canary import training_summary
+
+                    results["training"][model_name] = training_summary(report)
                 del model
             except Exception as exc:  # noqa: BLE001 (keep-going: one model never stops the rest)
                 if not keep_going:

@@ -375,8 +375,14 @@ def _child_run(client, exp_id: str, name: str, tags: dict, stage: Path):
     client.set_terminated(run_id, "FINISHED")
 
 
+def _training_metrics(training: dict, model: str) -> list:
+    """The model's training summary (canaries) as ``train.*`` metrics of each of its runs."""
+    return [(f"train.{k}", _num(v), 0) for k, v in (training.get(model) or {}).items()
+            if _num(v) is not None]
+
+
 def _log_mia(client, exp_id: str, parent_id: str, results_dir: Path, entry: dict,
-             stage: Path) -> str:
+             stage: Path, training: dict | None = None) -> str:
     target = float(entry.get("target_fpr", 0.01))
     tkey = fpr_key(target)
     name = f"{entry['model']} × {entry['data']} × {entry['attack']}"
@@ -392,6 +398,7 @@ def _log_mia(client, exp_id: str, parent_id: str, results_dir: Path, entry: dict
         metrics = [(k, _num(entry.get(src)), 0) for k, src in (
             ("auc", "auc"), ("auc_std", "auc_std"), (tkey, "tpr_at_fpr"),
             (f"{tkey}_std", "tpr_at_fpr_std"))]
+        metrics += _training_metrics(training or {}, entry["model"])
         per_feature = entry.get("per_feature") or []
         safe = _unique_names([f["name"] for f in per_feature])
         for f, s in zip(per_feature, safe):
@@ -413,10 +420,15 @@ def _log_mia(client, exp_id: str, parent_id: str, results_dir: Path, entry: dict
     return run_id
 
 
-def _log_di(client, exp_id: str, parent_id: str, entry: dict, stage: Path) -> str:
+def _log_di(client, exp_id: str, parent_id: str, entry: dict, stage: Path,
+            training: dict | None = None) -> str:
     name = f"{entry['model']} × {entry['data']} × DI {entry['aggregator']}"
+    # ``family`` is the model's family on every child run (MIA and DI alike); the aggregator's
+    # own family ("any" for a general one) is its own tag
     tags = _child_tags(parent_id, kind="di", model=entry["model"], aggregator=entry["aggregator"],
-                       family=entry.get("family"), data=entry["data"], plugin=entry.get("plugin"))
+                       family=entry.get("model_family") or entry.get("family"),
+                       aggregator_family=entry.get("family"), data=entry["data"],
+                       plugin=entry.get("plugin"))
     with _child_run(client, exp_id, name, tags, stage) as (run_id, art):
         per_n = entry.get("per_n") or []
         null_per_n = entry.get("null_per_n") or []
@@ -429,6 +441,7 @@ def _log_di(client, exp_id: str, parent_id: str, entry: dict, stage: Path) -> st
                    for k in ("min_n", "min_n_frac", "null_fpr", "null_fpr_upper")]
         if per_n:
             metrics.append(("max_n", max(r["n"] for r in per_n), 0))
+        metrics += _training_metrics(training or {}, entry["model"])
         for rows, prefix in ((per_n, ""), (null_per_n, "null_")):
             for r in rows:
                 metrics += [(f"{prefix}p_value", _num(r.get("mean_p")), r["n"]),
@@ -525,9 +538,10 @@ def log_results(results_dir: str | os.PathLike, tracking_uri: str = "sqlite:///m
                                                          .read_bytes())
                 client.log_artifacts(parent_id, str(suite_art))
                 for entry in res["mia"]:
-                    _log_mia(client, exp_id, parent_id, results_dir, entry, stage)
+                    _log_mia(client, exp_id, parent_id, results_dir, entry, stage,
+                             res.get("training"))
                 for entry in res["di"]:
-                    _log_di(client, exp_id, parent_id, entry, stage)
+                    _log_di(client, exp_id, parent_id, entry, stage, res.get("training"))
             client.set_terminated(parent_id, "FINISHED")
     except DataError:
         _fail(client, parent_id)
