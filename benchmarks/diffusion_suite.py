@@ -62,7 +62,7 @@ def main() -> None:
         for b, outputs in batches:
             ctx = BatchContext(canary, b, 0)
             ctx.outputs = dict(outputs)
-            ctx.outputs["cell_attacks"] = set(ATTACKS)
+            ctx.attacks = frozenset(ATTACKS)
             for a in attacks:
                 a.extract(ctx)
         return time.perf_counter() - t0

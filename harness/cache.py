@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
+import time
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -44,11 +47,16 @@ def make_key(inputs: Mapping) -> str:
     return hashlib.blake2b(canonical_json(inputs).encode(), digest_size=16).hexdigest()
 
 
-def sample_hash(path: str, caption: str = "") -> str:
-    """Content hash of one sample (file bytes + caption)."""
+def sample_hash(path: str, caption: str = "", start: float = 0.0,
+                duration: float | None = None) -> str:
+    """Content hash of one sample (file bytes + caption, + its span when it is not the whole
+    file: two clips cut from one recording are two samples)."""
     h = hashlib.blake2b(digest_size=16)
     h.update(caption.encode())
     h.update(b"\x00")
+    if start or duration is not None:
+        h.update(f"span {float(start)!r} {duration!r}".encode())
+        h.update(b"\x00")
     try:
         with open(path, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -58,19 +66,68 @@ def sample_hash(path: str, caption: str = "") -> str:
     return h.hexdigest()
 
 
-class FeatureCache:
-    """The cached features of one (model, attack, data source, seed) key."""
+def quarantine(path: Path, why: str, echo: Callable[[str], None] | None = None) -> Path:
+    """Move a damaged cache file aside as ``<name>.corrupt-<timestamp>`` (kept for inspection,
+    ignored by every reader) so the entry is recomputed instead of failing every rerun."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    dest = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    os.replace(path, dest)
+    msg = (f"warning: cache file {path} is damaged ({why}); moved aside to {dest.name}, "
+           "its rows will be recomputed")
+    (echo or _stderr)(msg)
+    return dest
 
-    def __init__(self, root: str | Path, inputs: Mapping):
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class FeatureCache:
+    """The cached features of one (model, attack, data source, seed) key. ``echo`` receives
+    the warning when a damaged file is quarantined."""
+
+    def __init__(self, root: str | Path, inputs: Mapping,
+                 echo: Callable[[str], None] | None = None):
         self.inputs = json.loads(canonical_json(inputs))
         self.key = make_key(self.inputs)
         self.dir = Path(root) / "features" / self.key
+        self.echo = echo
         self._check_meta()
+        self._sweep()
+
+    #: a temporary file of an atomic write older than this was left by a killed process
+    STALE_SECONDS = 3600
+
+    def _sweep(self) -> None:
+        """Remove what a ``kill -9`` mid-write left behind (``.tmp-*`` of ``atomic.file``);
+        recent ones may belong to a run still writing and are kept."""
+        if not self.dir.is_dir():
+            return
+        now = time.time()
+        for tmp in self.dir.glob(".tmp-*"):
+            try:
+                if now - tmp.stat().st_mtime > self.STALE_SECONDS:
+                    tmp.unlink()
+            except OSError:
+                pass
 
     def _check_meta(self) -> None:
         meta = self.dir / "meta.json"
         if meta.exists():
-            stored = json.loads(meta.read_text())
+            try:
+                stored = json.loads(meta.read_text())
+                if not isinstance(stored, dict):
+                    raise ValueError(f"holds a {type(stored).__name__}, not an object")
+            except (OSError, ValueError) as exc:
+                why = "empty" if meta.is_file() and meta.stat().st_size == 0 else \
+                    f"{type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
+                quarantine(meta, why, self.echo)
+                atomic.write_json(meta, {"key": self.key, "inputs": self.inputs})
+                return
             if stored.get("inputs") != self.inputs:
                 raise CacheMismatchError(
                     f"cache entry {self.dir} was written for different inputs than its key says "
@@ -84,11 +141,18 @@ class FeatureCache:
         if not self.dir.exists():
             return rows
         for shard in sorted(self.dir.glob("shard-*.npz")):
-            with np.load(shard, allow_pickle=False) as z:
-                if any(f"f:{n}" not in z.files for n in names):
-                    continue  # written by an attack version with other features
-                ids, hashes = z["ids"], z["hashes"]
-                cols = {n: z[f"f:{n}"] for n in names}
+            try:
+                with np.load(shard, allow_pickle=False) as z:
+                    if any(f"f:{n}" not in z.files for n in names):
+                        continue  # written by an attack version with other features
+                    ids, hashes = z["ids"], z["hashes"]
+                    cols = {n: z[f"f:{n}"] for n in names}
+                if any(len(a) != len(ids) for a in (hashes, *cols.values())):
+                    raise ValueError("its arrays have different lengths")
+            except Exception as exc:  # BadZipFile, EOFError, zlib.error, ValueError, KeyError...
+                quarantine(shard, f"{type(exc).__name__}: {' '.join(str(exc).split())[:120]}",
+                           self.echo)
+                continue
             for i, sid in enumerate(ids.tolist()):
                 rows[sid] = (str(hashes[i]), {n: float(cols[n][i]) for n in names})
         return rows

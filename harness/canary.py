@@ -27,6 +27,7 @@ def training_samples(plugin: str, ref: Mapping, what: str = "train_data") -> lis
     would silently train on the whole split. With equal seeds, the ``n`` clips trained on are the
     ``n_members`` clips audited."""
     from .datasets import resolve, subset
+    from .inputs import check_files
 
     unknown = sorted(set(ref) - set(REF_KEYS))
     if unknown:
@@ -43,7 +44,9 @@ def training_samples(plugin: str, ref: Mapping, what: str = "train_data") -> lis
     if n is not None and n > len(samples):
         raise DataError(f"{plugin}: {what}.n is {n} but {ref['source']} split '{ref['split']}' "
                         f"has only {len(samples)} sample(s); lower n")
-    return subset(samples, n, seed, "members")
+    samples = subset(samples, n, seed, "members")
+    check_files([s.path for s in samples], where=f"{plugin} {what}")
+    return samples
 
 
 def key(plugin: str, code_version: str, train_params: Mapping, samples: list[Sample],

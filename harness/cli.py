@@ -12,15 +12,42 @@ from . import __version__
 from .errors import HarnessError
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so it unwinds like Ctrl-C: atomic writes are
+    discarded, MLflow runs in progress are ended FAILED, staging folders are removed. (The
+    default SIGTERM action kills the process on the spot and leaves all of that behind.)"""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 class _Group(click.Group):
-    """Print HarnessError messages cleanly (no traceback) with exit code 2."""
+    """Print HarnessError messages cleanly (no traceback) with exit code 2; SIGTERM and Ctrl-C
+    unwind cleanly and exit 143 / 130."""
 
     def invoke(self, ctx):
+        import signal
+        import threading
+
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
         try:
             return super().invoke(ctx)
         except HarnessError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(2)
+        except Terminated:
+            click.echo("Error: terminated (SIGTERM); nothing half-written was kept, and a rerun "
+                       "resumes from the feature cache", err=True)
+            sys.exit(143)
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted; nothing half-written was kept, and a rerun resumes "
+                       "from the feature cache", err=True)
+            sys.exit(130)
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -180,7 +207,8 @@ def report(experiment, tracking_uri, fmt, all_runs, run_id):
 @click.option("--pending", "pending_root", default=None, type=click.Path(file_okay=False),
               help="Log every not-yet-logged results directory under this root.")
 @click.option("--tracking-uri", default="sqlite:///mlflow.db", show_default=True)
-@click.option("--experiment", default=None, help="Default: the suite name.")
+@click.option("--experiment", default=None,
+              help="Default: the suite's mlflow.experiment, else its name.")
 @click.option("--force", is_flag=True, help="Log again even if already logged.")
 def log_cmd(results_dirs, pending_root, tracking_uri, experiment, force):
     """Log results directories kept on disk (e.g. after MLflow was unreachable)."""

@@ -44,6 +44,15 @@ class Configurable:
     version: ClassVar[str] = "1"
     #: used in error messages ("attack", "model", ...)
     plugin_kind: ClassVar[str] = "plugin"
+    #: parameters holding a local path: a relative one written in a suite is resolved against
+    #: the suite file's folder (``harness.suite.load``)
+    path_params: ClassVar[tuple[str, ...]] = ()
+    #: like ``path_params``, for parameters that also accept a hub id: resolved only when the
+    #: path exists next to the suite
+    path_or_hub_params: ClassVar[tuple[str, ...]] = ()
+    #: parameters holding a data reference ``{source, split, params}`` (a canary's train_data):
+    #: the dataset's own path parameters inside it are resolved the same way
+    data_ref_params: ClassVar[tuple[str, ...]] = ()
     #: the registered name, set by the runner when it instantiates the plugin
     registered_name: str = ""
 
@@ -67,12 +76,20 @@ class Configurable:
 
 @dataclass(frozen=True)
 class Sample:
-    """One audio clip or MIDI file. ``id`` must be unique and stable within its source."""
+    """One audio clip or MIDI file. ``id`` must be unique and stable within its source.
+
+    ``start`` / ``duration`` (seconds) name the span of the file that *is* the sample, for
+    sources whose files hold more than the clip (AudioCaps' full YouTube audio with a
+    ``start_time``); ``duration=None`` means to the end of the file. How much of that span a
+    model actually scores is its window policy (``harness.segments``).
+    """
 
     id: str
     path: str
     caption: str = ""
     metadata: dict = field(default_factory=dict, compare=False, hash=False)
+    start: float = 0.0
+    duration: float | None = None
 
 
 class Dataset(Configurable):
@@ -125,6 +142,16 @@ class Model(Configurable):
         """Compute every requested output for one batch, sharing work between them."""
         raise NotImplementedError
 
+    def scoring_windows(self, sample: Sample) -> "list | None":
+        """The ``harness.segments.Window``s of ``sample`` this model scores, under its declared
+        window policy; None for models that score the whole file (MIDI). The runner records
+        what they cover per sample (results.json ``coverage``)."""
+        return None
+
+    def padding_policy(self) -> str:
+        """``exclude`` (padding never scored) or ``include`` (see harness.segments)."""
+        return str(getattr(self, "params", {}).get("padding", "exclude"))
+
 
 @dataclass
 class TokenStats:
@@ -134,13 +161,15 @@ class TokenStats:
     models: time, then codebook), over valid positions only. Under the distribution ``p`` of the
     chosen mode (conditional, or the guidance contrast softmax(l_cond - l_null)):
     ``logprob`` = log p(true token), ``max_other_logprob`` = max over other tokens of log p,
-    ``mean_logprob`` = sum_v p_v log p_v, ``mean_sq_logprob`` = sum_v p_v (log p_v)^2.
+    ``mean_logprob`` = sum_v p_v log p_v, ``var_logprob`` = sum_v p_v (log p_v - mean_logprob)^2
+    (the centred second moment: forming it as E[(log p)^2] - mean^2 cancels away its digits when
+    the distribution is flat, issue #9).
     """
 
     logprob: np.ndarray
     max_other_logprob: np.ndarray
     mean_logprob: np.ndarray
-    mean_sq_logprob: np.ndarray
+    var_logprob: np.ndarray
     token_ids: np.ndarray
 
     def __len__(self) -> int:
@@ -195,6 +224,16 @@ class DiffusionModel(Model):
         Models whose outputs are not built that way override this."""
         import torch
 
+        from .errors import DataError
+
+        spans = [s.id for s in samples if s.start or s.duration is not None]
+        if spans:
+            # encode_audio reads whole files; scoring the file's start instead of the sample's
+            # span would be silently wrong (e.g. AudioCaps full-length recordings)
+            raise DataError(
+                f"model '{self.registered_name or type(self).__name__}' reads whole files but "
+                f"sample '{spans[0]}' is a span of its file (start/duration, e.g. audiocaps "
+                "with full-length recordings); cut the clips to their own files first")
         out: dict = {}
         with torch.no_grad():
             if LATENTS in needs:
@@ -299,13 +338,17 @@ def sample_seed(seed: int, sample_id: str, purpose: str) -> int:
 
 class BatchContext:
     """What an attack sees for one batch: the samples, the model, the outputs the model provided
-    for the whole cell's needs, and a memo for work shared between attacks."""
+    for the whole cell's needs, the registered names of the attacks that share this batch
+    (``attacks``: so one attack can compute, once, what another will need, e.g. gradients), and
+    a memo for work shared between attacks."""
 
-    def __init__(self, model: Model, samples: Sequence[Sample], seed: int, outputs: dict | None = None):
+    def __init__(self, model: Model, samples: Sequence[Sample], seed: int, outputs: dict | None = None,
+                 attacks: Iterable[str] = ()):
         self.model = model
         self.samples = list(samples)
         self.seed = int(seed)
         self.outputs: dict = dict(outputs or {})
+        self.attacks: frozenset[str] = frozenset(attacks)
         self._memo: dict = {}
 
     def __len__(self) -> int:

@@ -55,5 +55,5 @@ def manifest_hash(samples: list[Sample]) -> str:
 
     h = hashlib.blake2b(digest_size=16)
     for s in samples:
-        h.update(json.dumps([s.id, sample_hash(s.path, s.caption)], ensure_ascii=False).encode())
+        h.update(json.dumps([s.id, sample_hash(s.path, s.caption, s.start, s.duration)], ensure_ascii=False).encode())
     return h.hexdigest()

@@ -50,6 +50,10 @@ class DataError(HarnessError):
     """Input data (audio, MIDI, manifests) is missing or unreadable."""
 
 
+class ClipTooShortError(DataError):
+    """A clip (or its requested span) is shorter than the least audio a model can score."""
+
+
 class PluginContractError(HarnessError, AssertionError):
     """A plugin broke its contract (``harness.testing`` checks); the message lists what to fix.
     An AssertionError too, so pytest reports it as a test failure."""

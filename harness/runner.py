@@ -116,13 +116,38 @@ def make_attacks(suite: Suite, model_name: str, model: Model, family: str) -> li
 # data
 
 
+def _count(entry, side: str, available: int, data_name: str) -> int | None:
+    """How many samples of ``side`` to use: the suite's count (an error if the source has
+    fewer: a silent shortfall would change what the AUC means), capped by ``--limit``."""
+    key = f"n_{side}"
+    n = getattr(entry, key)
+    if isinstance(n, int) and n > available:
+        raise ConfigError(f"data.{data_name}.{key}: {n} requested but the source has "
+                          f"{available}; lower it, or write '{key}: all' to use every sample")
+    n = None if n in (None, "all") else n
+    if entry.limit is not None:
+        n = min(entry.limit, n if n is not None else entry.limit)
+    return n
+
+
 def load_cell_data(suite: Suite, data_name: str, echo: Echo) -> CellData:
+    """Resolve, subset and check one data entry: every file is read and checked (format,
+    truncation, finite, not silent, long enough) here, before any model loads."""
     from .datasets import resolve, subset as _subset
+    from .errors import DataError
+    from .inputs import check_files
 
     entry = suite.data[data_name]
     refs = {"members": entry.members.model_dump(), "nonmembers": entry.nonmembers.model_dump()}
-    members = _subset(resolve(refs["members"]), entry.n_members, suite.seed, "members")
-    nonmembers = _subset(resolve(refs["nonmembers"]), entry.n_nonmembers, suite.seed, "nonmembers")
+    picked = {}
+    for side in ("members", "nonmembers"):
+        try:
+            samples = resolve(refs[side])
+        except DataError as exc:
+            raise type(exc)(f"data.{data_name}.{side}: {exc}") from None
+        picked[side] = _subset(samples, _count(entry, side, len(samples), data_name),
+                               suite.seed, side)
+    members, nonmembers = picked["members"], picked["nonmembers"]
     if len(members) < 2 or len(nonmembers) < 2:
         raise HarnessError(f"data '{data_name}' has {len(members)} members and {len(nonmembers)} "
                            "non-members; at least 2 of each are needed")
@@ -131,15 +156,29 @@ def load_cell_data(suite: Suite, data_name: str, echo: Echo) -> CellData:
         if len(set(ids)) != len(ids):
             raise HarnessError(f"data '{data_name}' {side}: sample ids are not unique")
     t0 = time.perf_counter()
-    mh = {s.id: sample_hash(s.path, s.caption) for s in members}
-    nh = {s.id: sample_hash(s.path, s.caption) for s in nonmembers}
+    for side, samples in (("members", members), ("nonmembers", nonmembers)):
+        check_files([s.path for s in samples], where=f"data.{data_name}.{side}")
+    mh = {s.id: sample_hash(s.path, s.caption, s.start, s.duration) for s in members}
+    nh = {s.id: sample_hash(s.path, s.caption, s.start, s.duration) for s in nonmembers}
     overlap = set(mh.values()) & set(nh.values())
     if overlap:
-        echo(f"warning: data '{data_name}': {len(overlap)} identical file(s) appear among both "
-             "members and non-members; their MIA labels contradict each other")
+        msg = (f"data.{data_name}: {len(overlap)} identical sample(s) (same file content and "
+               "caption) appear among both members and non-members; their MIA labels "
+               "contradict each other")
+        if not entry.allow_overlap:
+            raise ConfigError(msg + ". Use disjoint sources, or set allow_overlap: true on "
+                              "the entry to measure it anyway")
+        echo(f"warning: {msg} (allow_overlap: true)")
     echo(f"[data] {data_name}: {len(members)} members, {len(nonmembers)} non-members "
-         f"(hashed in {time.perf_counter() - t0:.1f} s)")
+         f"(checked and hashed in {time.perf_counter() - t0:.1f} s)")
     return CellData(members, nonmembers, mh, nh, refs)
+
+
+def load_all_data(suite: Suite, echo: Echo) -> dict[str, CellData]:
+    """Every data entry any model uses, checked before the first model loads (a bad file then
+    costs seconds and leaves nothing written)."""
+    names = list(dict.fromkeys(d for m in suite.models for d in suite.data_for(m)))
+    return {name: load_cell_data(suite, name, echo) for name in names}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,9 +228,8 @@ def extract_split(model: Model, runs: list[AttackRun], caches: list[FeatureCache
             needs: set[str] = set()
             for i in active:
                 needs |= set(runs[i].attack.needs())
-            ctx = BatchContext(model, batch, seed)
+            ctx = BatchContext(model, batch, seed, attacks={runs[i].plugin for i in active})
             ctx.outputs = dict(model.provide(batch, needs, ctx))
-            ctx.outputs["cell_attacks"] = {runs[i].plugin for i in active}
             for i in active:
                 feats = runs[i].attack.extract(ctx)
                 _check_features(runs[i], feats, len(batch))
@@ -233,10 +271,37 @@ def extract_cell(suite: Suite, model_name: str, model: Model, model_info, identi
     for side, samples, hashes in (("members", cell.members, cell.member_hashes),
                                   ("nonmembers", cell.nonmembers, cell.nonmember_hashes)):
         caches = [FeatureCache(cache_root, cache_inputs(
-            suite, model_name, model, model_info, identity, r, cell.refs[side])) for r in runs]
+            suite, model_name, model, model_info, identity, r, cell.refs[side]), echo=echo)
+            for r in runs]
         feats[side] = extract_split(model, runs, caches, samples, hashes, batch_size, suite.seed,
                                     f"{label} {side}", echo)
     return feats
+
+
+def cell_coverage(model: Model, cell: CellData, label: str, echo: Echo) -> dict | None:
+    """{side: [coverage record per sample]} under the model's window policy (harness.segments),
+    or None for models that score whole files. Warns once with the counts of truncated and
+    padded clips, so nobody is surprised that only the first seconds were scored."""
+    from . import segments
+
+    out, records = {}, []
+    padding = model.padding_policy()
+    for side, samples in (("members", cell.members), ("nonmembers", cell.nonmembers)):
+        recs = []
+        for s in samples:
+            wins = model.scoring_windows(s)
+            if wins is None:
+                return None
+            recs.append(segments.coverage(s, wins, padding))
+        out[side] = recs
+        records += recs
+    summary = segments.summarize(records)
+    if summary["n_truncated"] or summary["n_short"]:
+        echo(f"warning: {label}: {summary['n_truncated']} of {len(records)} clips are longer "
+             f"than what the model scores (mean coverage {summary['coverage_mean']:.2f}), "
+             f"{summary['n_short']} are shorter than its window (padding {padding}d)")
+    out["summary"] = summary
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,7 +323,8 @@ def evaluate_mia(suite: Suite, run: AttackRun, member_feats: dict, nonmember_fea
 
 
 def score_cell(suite: Suite, model_name: str, data_name: str, family: str,
-               runs: list[AttackRun], cell: CellData, feats: dict) -> tuple[list[dict], dict]:
+               runs: list[AttackRun], cell: CellData, feats: dict,
+               coverage: dict | None = None) -> tuple[list[dict], dict]:
     """Stages 2–3 (MIA) for one cell: result entries and per-sample score arrays to save."""
     entries, files = [], {}
     member_ids = np.array([s.id for s in cell.members])
@@ -275,6 +341,12 @@ def score_cell(suite: Suite, model_name: str, data_name: str, family: str,
             member_features=np.stack([m_feats[s.name] for s in r.specs], 1),
             nonmember_features=np.stack([n_feats[s.name] for s in r.specs], 1),
         )
+        if coverage is not None:
+            for side in ("member", "nonmember"):
+                recs = coverage[side + "s"]
+                files[rel][f"{side}_coverage"] = np.array([c["coverage"] for c in recs])
+                files[rel][f"{side}_padded_fraction"] = np.array(
+                    [c["padded_fraction"] for c in recs])
         entries.append({
             "model": model_name, "data": data_name, "attack": r.label, "plugin": r.plugin,
             "family": family, "params": r.params, "auc": res["auc"], "auc_std": res["auc_std"],
@@ -284,6 +356,8 @@ def score_cell(suite: Suite, model_name: str, data_name: str, family: str,
             "n_nonmembers": len(cell.nonmembers), "per_feature": res["per_feature"],
             "scores_file": rel,
         })
+        if coverage is not None:
+            entries[-1]["coverage"] = coverage["summary"]
     return entries, files
 
 
@@ -358,7 +432,7 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
     }
     score_files: dict[str, dict] = {}
     with _env("HARNESS_CACHE_DIR", str(cache_root)):
-        data_cache: dict[str, CellData] = {}
+        data_cache = load_all_data(suite, echo)
         for model_name in suite.models:
             try:
                 echo(f"[model] loading {model_name}")
@@ -372,15 +446,14 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
                     continue
                 batch_size = suite.models[model_name].batch_size or suite.batch_size
                 for data_name in suite.data_for(model_name):
-                    if data_name not in data_cache:
-                        data_cache[data_name] = load_cell_data(suite, data_name, echo)
                     cell = data_cache[data_name]
                     feats = extract_cell(suite, model_name, model, model_info, identity, runs,
                                          cell, batch_size, cache_root,
                                          f"{model_name} × {data_name}", echo)
+                    coverage = cell_coverage(model, cell, f"{model_name} × {data_name}", echo)
                     echo(f"[score] {model_name} × {data_name}: {len(runs)} attacks")
                     entries, files = score_cell(suite, model_name, data_name, family, runs, cell,
-                                                feats)
+                                                feats, coverage)
                     results["mia"] += entries
                     score_files.update(files)
                     for agg in suite.aggregators:

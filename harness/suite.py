@@ -8,9 +8,10 @@ loaded, so a typo fails in a second, not after an hour of feature extraction.
 from __future__ import annotations
 
 import copy
+import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -30,12 +31,17 @@ class DataRef(_Strict):
 
 
 class DataEntry(_Strict):
-    """Members and non-members of one audit. Counts cap each side (seeded subset)."""
+    """Members and non-members of one audit. Counts pick a seeded subset of each side; a count
+    larger than the source is an error (``all``, or leaving it out, uses every sample)."""
 
     members: DataRef
     nonmembers: DataRef
-    n_members: int | None = Field(default=None, gt=0)
-    n_nonmembers: int | None = Field(default=None, gt=0)
+    n_members: Annotated[int, Field(gt=0)] | Literal["all"] | None = None
+    n_nonmembers: Annotated[int, Field(gt=0)] | Literal["all"] | None = None
+    #: cap per side that is never an error (what ``--limit`` sets)
+    limit: int | None = Field(default=None, gt=0)
+    #: identical samples on both sides are an error unless this is true
+    allow_overlap: bool = False
 
 
 class ModelEntry(_Strict):
@@ -257,26 +263,94 @@ def apply_override(raw: dict, parts: list, value: Any) -> None:
     node[last] = value
 
 
+#: limits checked before a suite is parsed or validated: a suite names models, data and attacks;
+#: anything larger is a mistake (or an attack on the parser) and would hang validation
+MAX_SUITE_BYTES = 1_000_000
+#: YAML nodes after alias expansion (so "billion laughs" anchors count what they expand to)
+MAX_YAML_NODES = 100_000
+#: entries per section
+MAX_ENTRIES = {"models": 100, "data": 1000, "attacks": 1000, "aggregators": 1000}
+
+
 def load(path: str | Path, overrides: list[str] = (), limit: int | None = None,
          device: str | None = None) -> tuple[Suite, str]:
-    """Parse, override and validate a suite file. Returns the suite and the file's text."""
+    """Read, override and validate a suite file. Relative paths written in it (``cache_dir``,
+    ``output_dir``, plugins' path parameters) resolve against the file's folder, so a suite
+    runs the same from any working directory. Returns the suite and the file's text."""
     path = Path(path)
     if not path.exists():
         raise SuiteError(f"suite file not found: {path}")
-    text = path.read_text()
-    return loads(text, source=str(path), overrides=overrides, limit=limit, device=device), text
+    if not path.is_file():
+        raise SuiteError(f"suite file {path} is a directory, not a YAML file")
+    size = path.stat().st_size
+    if size > MAX_SUITE_BYTES:
+        raise SuiteError(f"suite file is {size:,} bytes; the limit is {MAX_SUITE_BYTES:,}. A "
+                         "suite lists models, data and attacks; long file lists belong in a "
+                         "data manifest (local-folder's manifest: CSV)", source=str(path))
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise SuiteError("is not a text file (not UTF-8); a suite is a YAML file",
+                         source=str(path)) from None
+    suite = loads(text, source=str(path), overrides=overrides, limit=limit, device=device)
+    resolve_relative(suite, path.resolve().parent)
+    return suite, text
+
+
+def _yaml_error(exc: yaml.YAMLError, source: str) -> SuiteError:
+    """One line: where and what (PyYAML's own message spans several lines with a caret)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f" [line {mark.line + 1}, column {mark.column + 1}]" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc)
+    tag = re.search(r"tag '([^']*)'", problem or "")
+    if isinstance(exc, yaml.constructor.ConstructorError) and tag:
+        msg = (f"the YAML tag '{tag.group(1)}' is not allowed{where}: suites are plain YAML "
+               "(mappings, lists, strings, numbers, booleans)")
+    else:
+        msg = f"not valid YAML{where}: {' '.join(str(problem).split())}"
+    return SuiteError(msg, source=source)
+
+
+def _check_size(root: yaml.Node | None, source: str) -> None:
+    """Count nodes as a parser would expand them (aliases count every time they are used)."""
+    if root is None:
+        return
+    count, stack = 0, [root]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_YAML_NODES:
+            raise SuiteError(f"the suite expands to more than {MAX_YAML_NODES:,} YAML nodes "
+                             "(counting each use of an alias); a suite this large is refused",
+                             source=source)
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                stack += (k, v)
+        elif isinstance(node, yaml.SequenceNode):
+            stack += node.value
 
 
 def loads(text: str, source: str = "<suite>", overrides: list[str] = (), limit: int | None = None,
           device: str | None = None) -> Suite:
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_SUITE_BYTES:
+        raise SuiteError(f"suite text is larger than {MAX_SUITE_BYTES:,} bytes; refused",
+                         source=source)
     try:
         root = yaml.compose(text)
+        _check_size(root, source)
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise SuiteError(f"not valid YAML: {exc}", source=source) from exc
+        raise _yaml_error(exc, source) from None
+    except RecursionError:
+        raise SuiteError("the suite nests too deeply to parse", source=source) from None
     if not isinstance(raw, dict):
-        raise SuiteError("a suite must be a mapping with keys name, models, data, attacks...",
-                         source=source)
+        raise SuiteError("a suite must be a mapping with keys name, models, data, attacks... "
+                         f"(this file holds a {type(raw).__name__})", source=source)
+    for section, cap in MAX_ENTRIES.items():
+        entries = raw.get(section)
+        if isinstance(entries, (list, dict)) and len(entries) > cap:
+            raise SuiteError(f"{len(entries):,} entries; at most {cap:,} are allowed",
+                             path=section, source=source)
     # top-level "x-..." keys hold YAML anchors for reuse (the docker-compose convention)
     raw = {k: v for k, v in copy.deepcopy(raw).items() if not str(k).startswith("x-")}
     for ov in overrides:
@@ -289,8 +363,7 @@ def loads(text: str, source: str = "<suite>", overrides: list[str] = (), limit: 
             raise SuiteError("--limit must be a positive number of samples per side")
         for entry in (raw.get("data") or {}).values():
             if isinstance(entry, dict):
-                for key in ("n_members", "n_nonmembers"):
-                    entry[key] = min(limit, entry.get(key) or limit)
+                entry["limit"] = min(limit, entry.get("limit") or limit)
     try:
         suite = Suite.model_validate(raw)
     except ValidationError as exc:
@@ -301,7 +374,72 @@ def loads(text: str, source: str = "<suite>", overrides: list[str] = (), limit: 
             err.args = (f"{err.args[0]} (and {len(errors) - 1} more problem(s))",)
         raise err from None
     _check_references(suite, root, source)
+    _check_dirs(suite, root, source)
     return suite
+
+
+def _check_dirs(suite: Suite, root, source: str) -> None:
+    """A relative ``cache_dir``/``output_dir`` stays inside the folder it is relative to (the
+    suite's): one that climbs out with ``..`` would write outside the working tree unnoticed.
+    Elsewhere needs an explicit absolute path."""
+    for key in ("cache_dir", "output_dir"):
+        value = getattr(suite, key)
+        if not value or Path(value).expanduser().is_absolute():
+            continue
+        norm = os.path.normpath(value)
+        if norm == ".." or norm.startswith(".." + os.sep):
+            line = _locate(root, (key,))
+            raise SuiteError(f"'{value}' climbs out of the suite's folder; write an absolute "
+                             f"path to keep the {key.replace('_', ' ')} elsewhere"
+                             + (f" [line {line}]" if line else ""), path=key, source=source)
+
+
+def _absolute(value, base: Path, must_exist: bool = False):
+    if not isinstance(value, str) or not value or "://" in value:
+        return value
+    p = Path(value).expanduser()
+    if p.is_absolute():
+        return value
+    full = base / p
+    if must_exist and not full.exists():
+        return value  # a hub id such as facebook/audiogen-medium
+    return os.path.normpath(full)
+
+
+def _resolve_params(kind: str, plugin: str, params: dict, base: Path) -> None:
+    from . import plugins
+
+    try:
+        cls = plugins.get(kind, plugin).load()
+    except Exception:  # unknown or broken plugin: check_plugins reports it
+        return
+    for key in getattr(cls, "path_params", ()):
+        if key in params:
+            params[key] = _absolute(params[key], base)
+    for key in getattr(cls, "path_or_hub_params", ()):
+        if key in params:
+            params[key] = _absolute(params[key], base, must_exist=True)
+    for key in getattr(cls, "data_ref_params", ()):
+        ref = params.get(key)
+        if isinstance(ref, dict) and isinstance(ref.get("source"), str):
+            ref["params"] = dict(ref.get("params") or {})
+            _resolve_params("dataset", ref["source"], ref["params"], base)
+
+
+def resolve_relative(suite: Suite, base: Path) -> None:
+    """Make the relative paths written in a suite absolute against ``base`` (the suite file's
+    folder): ``cache_dir``, ``output_dir`` and every plugin parameter the plugin declares a
+    path (``path_params``, ``path_or_hub_params``, data references in ``data_ref_params``).
+    Defaults that were not written (``output_dir: results``) stay relative to the working
+    directory."""
+    for key in ("cache_dir", "output_dir"):
+        if key in suite.model_fields_set and getattr(suite, key):
+            setattr(suite, key, _absolute(getattr(suite, key), base))
+    for entry in suite.models.values():
+        _resolve_params("model", entry.plugin, entry.params, base)
+    for entry in suite.data.values():
+        for ref in (entry.members, entry.nonmembers):
+            _resolve_params("dataset", ref.source, ref.params, base)
 
 
 def _check_references(suite: Suite, root, source: str) -> None:
@@ -317,6 +455,11 @@ def _check_references(suite: Suite, root, source: str) -> None:
         for d in entry.data or []:
             if d not in suite.data:
                 fail(did_you_mean("data entry", d, suite.data), ("models", mname, "data"))
+    for dname, d in suite.data.items():
+        if d.members == d.nonmembers and not d.allow_overlap:
+            fail("members and nonmembers are the same source, split and params, so every "
+                 "sample would carry both labels; point them at disjoint splits (or set "
+                 "allow_overlap: true to measure it anyway)", ("data", dname, "nonmembers"))
     seen: dict[str, int] = {}
     for i, a in enumerate(suite.attacks):
         for m in a.models or []:

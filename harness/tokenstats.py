@@ -41,47 +41,51 @@ def summarize(
     """
     import torch
 
+    if contrast not in CONTRAST_MODES:
+        raise ValueError(f"contrast must be one of {CONTRAST_MODES}, not {contrast!r}")
+    out = []
     with torch.no_grad():
-        mask = mask.bool()
-        logits = torch.where(mask[..., None], logits, torch.zeros((), dtype=logits.dtype,
-                                                                  device=logits.device))
-        logits = logits.float()
-        if null_logits is None:
-            logp = torch.log_softmax(logits, dim=-1)
-        else:
-            null_logits = torch.where(mask[..., None], null_logits.float(),
-                                      torch.zeros((), device=logits.device))
-            if contrast == "logit":
-                logp = torch.log_softmax(logits - null_logits, dim=-1)
-            elif contrast == "prob":
-                diff = (torch.softmax(logits, -1) - torch.softmax(null_logits, -1)).clamp_min(0)
-                diff = diff + 1e-12
-                logp = torch.log(diff / diff.sum(-1, keepdim=True))
+        # one sample at a time, in float64: the contrast l_c - l_u and the centred moments keep
+        # their digits when the two logits are close, and memory stays one sample's logits
+        for b in range(logits.shape[0]):
+            m = mask[b].bool().reshape(-1)
+            V = logits.shape[-1]
+            lc = logits[b].reshape(-1, V)[m].double()
+            tgt = targets[b].reshape(-1)[m].long()
+            if null_logits is None:
+                logp = torch.log_softmax(lc, dim=-1)
             else:
-                raise ValueError(f"contrast must be one of {CONTRAST_MODES}, not {contrast!r}")
-        safe_targets = torch.where(mask, targets, torch.zeros_like(targets)).long()
-        lp = logp.gather(-1, safe_targets[..., None]).squeeze(-1)
-        other = logp.scatter(-1, safe_targets[..., None], float("-inf"))
-        max_other = other.max(-1).values
-        p = logp.exp()
-        mean_lp = (p * logp).sum(-1)
-        mean_sq = (p * logp.square()).sum(-1)
-        out = []
-        B = logits.shape[0]
-        for b in range(B):
-            m = mask[b].reshape(-1)
-            out.append(TokenStats(
-                logprob=lp[b].reshape(-1)[m].double().cpu().numpy(),
-                max_other_logprob=max_other[b].reshape(-1)[m].double().cpu().numpy(),
-                mean_logprob=mean_lp[b].reshape(-1)[m].double().cpu().numpy(),
-                mean_sq_logprob=mean_sq[b].reshape(-1)[m].double().cpu().numpy(),
-                token_ids=targets[b].reshape(-1)[m].cpu().numpy().astype(np.int64),
-            ))
-        return out
+                lu = null_logits[b].reshape(-1, V)[m].double()
+                if contrast == "logit":
+                    logp = torch.log_softmax(lc - lu, dim=-1)
+                else:
+                    diff = (torch.softmax(lc, -1) - torch.softmax(lu, -1)).clamp_min(0) + 1e-12
+                    logp = torch.log(diff / diff.sum(-1, keepdim=True))
+            out.append(_moments(logp, tgt))
+    return out
+
+
+def _moments(logp, tgt) -> TokenStats:
+    """TokenStats of log-probs [N, V] (float64) and targets [N]. ``p log p`` is 0 where p is 0
+    (a -inf logit), not 0 * -inf = NaN; the second moment is centred."""
+    import torch
+
+    zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
+    lp = logp.gather(-1, tgt[:, None])[:, 0]
+    max_other = logp.scatter(-1, tgt[:, None], float("-inf")).max(-1).values \
+        if logp.shape[-1] > 1 else torch.full_like(lp, float("-inf"))
+    p = logp.exp()
+    live = p > 0
+    mean_lp = torch.where(live, p * logp, zero).sum(-1)
+    centred = torch.where(live, logp - mean_lp[:, None], zero)
+    var_lp = (p * centred.square()).sum(-1)
+    return TokenStats(logprob=lp.cpu().numpy(), max_other_logprob=max_other.cpu().numpy(),
+                      mean_logprob=mean_lp.cpu().numpy(), var_logprob=var_lp.cpu().numpy(),
+                      token_ids=tgt.cpu().numpy().astype(np.int64))
 
 
 def concatenate(parts: list[TokenStats]) -> TokenStats:
     """Join the stats of consecutive windows of one file (FIGARO scores 256-token windows)."""
     return TokenStats(*(np.concatenate([getattr(p, f) for p in parts]) for f in
-                        ("logprob", "max_other_logprob", "mean_logprob", "mean_sq_logprob",
+                        ("logprob", "max_other_logprob", "mean_logprob", "var_logprob",
                          "token_ids")))

@@ -399,6 +399,9 @@ def _log_mia(client, exp_id: str, parent_id: str, results_dir: Path, entry: dict
             ("auc", "auc"), ("auc_std", "auc_std"), (tkey, "tpr_at_fpr"),
             (f"{tkey}_std", "tpr_at_fpr_std"))]
         metrics += _training_metrics(training or {}, entry["model"])
+        cov = entry.get("coverage") or {}
+        metrics += [(k, _num(cov.get(k)), 0) for k in ("coverage_mean", "padded_fraction")
+                    if k in cov]
         per_feature = entry.get("per_feature") or []
         safe = _unique_names([f["name"] for f in per_feature])
         for f, s in zip(per_feature, safe):
@@ -468,6 +471,41 @@ def _find_logged(client, exp_id: str, results_id: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
+#: seconds a process waits for another one logging to the same sqlite store
+LOCK_TIMEOUT = 600.0
+
+
+@contextlib.contextmanager
+def store_lock(uri: str):
+    """Exclusive access to a sqlite store while logging (a lock file next to the database).
+    Two first runs creating one database at once otherwise both run MLflow's schema migration
+    and can leave it half-migrated (``_alembic_tmp_*`` tables), failing every later log. The
+    lock is an OS file lock: a killed process releases it."""
+    db = _sqlite_path(uri)
+    if db is None:
+        yield
+        return
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(db) + ".lock", timeout=LOCK_TIMEOUT)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise TrackingError(f"another process has been logging to {db} for more than "
+                            f"{LOCK_TIMEOUT:g} s (lock file {lock.lock_file}); wait for it to "
+                            "finish") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _suite_experiment(res: dict) -> str:
+    """The experiment a run's suite asked for (``mlflow.experiment``), else the suite name."""
+    cfg = (res.get("resolved_config") or {}).get("mlflow") or {}
+    return cfg.get("experiment") or res["suite_name"]
+
+
 def log_results(results_dir: str | os.PathLike, tracking_uri: str = "sqlite:///mlflow.db",
                 experiment: str | None = None, force: bool = False) -> str:
     """Log one results directory (one ``harness run``) to MLflow; returns the parent run id.
@@ -478,15 +516,16 @@ def log_results(results_dir: str | os.PathLike, tracking_uri: str = "sqlite:///m
     database).
 
     The tracking URI is always the one given here (relative sqlite paths resolved against the
-    working directory), never MLflow's environment default. ``experiment`` defaults to the suite
-    name. This process must be the only one writing to the store (see the module docstring).
+    working directory), never MLflow's environment default. ``experiment`` defaults to the
+    suite's ``mlflow.experiment``, else its name. Writers to one sqlite store take turns
+    (:func:`store_lock`).
     Raises :class:`TrackingError` (results kept on disk) when the store cannot be written, and
     :class:`~harness.errors.DataError` when the directory itself is not a valid results directory.
     """
     results_dir = Path(results_dir)
     res = _load_results(results_dir)
     uri = normalize_uri(tracking_uri)
-    experiment = experiment or res["suite_name"]
+    experiment = experiment or _suite_experiment(res)
     marker = _read_marker(results_dir)
     if (marker and not force and marker.get("parent_run_id")
             and normalize_uri(marker.get("tracking_uri", "")) == uri
@@ -495,54 +534,56 @@ def log_results(results_dir: str | os.PathLike, tracking_uri: str = "sqlite:///m
 
     results_id = _results_id(results_dir)
     later = f"harness log {results_dir} --tracking-uri '{tracking_uri}'"
-    if experiment != res["suite_name"]:
+    if experiment != _suite_experiment(res):
         later += f" --experiment '{experiment}'"
     parent_id = None
     client = None
     quiet = _quiet_urls()
     try:
         _preflight(uri)
-        client = _client(uri)
-        exp_id = _experiment_id(client, uri, experiment)
-        existing = None if force else _find_logged(client, exp_id, results_id)
-        if existing:
-            parent_id = existing
-        else:
-            stamp = res.get("started") or ""
-            run_name = f"{res['suite_name']} {stamp}".strip()
-            tags = {"kind": "suite", "suite": res["suite_name"],
-                    "harness_version": res.get("harness_version") or "",
-                    "harness.results_id": results_id,
-                    "results_dir": str(results_dir.resolve()),
-                    "mlflow.note.content": (
-                        f"Suite '{res['suite_name']}' run by audio-mia-harness "
-                        f"{res.get('harness_version')}, started {res.get('started')}. Results "
-                        f"directory: {results_dir.resolve()}. Child runs: one per MIA cell "
-                        "(kind=mia) and per dataset-inference result (kind=di).")}
-            if res.get("git_commit"):
-                tags["mlflow.source.git.commit"] = res["git_commit"]
-            parent = client.create_run(exp_id, run_name=run_name, tags=tags)
-            parent_id = parent.info.run_id
-            _log_batch(client, parent_id, params={
-                "n_mia": str(len(res["mia"])), "n_di": str(len(res["di"])),
-                "started": str(res.get("started")), "finished": str(res.get("finished"))})
-            with tempfile.TemporaryDirectory(prefix="harness-mlflow-") as tmp:
-                stage = Path(tmp)
-                suite_art = stage / "suite"
-                atomic.write_text(suite_art / "suite.yaml", res.get("suite_yaml") or "")
-                atomic.write_json(suite_art / "resolved_config.json",
-                                  res.get("resolved_config") or {})
-                atomic.write_text(suite_art / "plugins.txt", _requirements(res.get("plugins", [])))
-                atomic.write_json(suite_art / "plugins.json", res.get("plugins", []))
-                (suite_art / "results.json").write_bytes((results_dir / "results.json")
-                                                         .read_bytes())
-                client.log_artifacts(parent_id, str(suite_art))
-                for entry in res["mia"]:
-                    _log_mia(client, exp_id, parent_id, results_dir, entry, stage,
-                             res.get("training"))
-                for entry in res["di"]:
-                    _log_di(client, exp_id, parent_id, entry, stage, res.get("training"))
-            client.set_terminated(parent_id, "FINISHED")
+        with store_lock(uri):
+            client = _client(uri)
+            exp_id = _experiment_id(client, uri, experiment)
+            existing = None if force else _find_logged(client, exp_id, results_id)
+            if existing:
+                parent_id = existing
+            else:
+                stamp = res.get("started") or ""
+                run_name = f"{res['suite_name']} {stamp}".strip()
+                tags = {"kind": "suite", "suite": res["suite_name"],
+                        "harness_version": res.get("harness_version") or "",
+                        "harness.results_id": results_id,
+                        "results_dir": str(results_dir.resolve()),
+                        "mlflow.note.content": (
+                            f"Suite '{res['suite_name']}' run by audio-mia-harness "
+                            f"{res.get('harness_version')}, started {res.get('started')}. Results "
+                            f"directory: {results_dir.resolve()}. Child runs: one per MIA cell "
+                            "(kind=mia) and per dataset-inference result (kind=di).")}
+                if res.get("git_commit"):
+                    tags["mlflow.source.git.commit"] = res["git_commit"]
+                parent = client.create_run(exp_id, run_name=run_name, tags=tags)
+                parent_id = parent.info.run_id
+                _log_batch(client, parent_id, params={
+                    "n_mia": str(len(res["mia"])), "n_di": str(len(res["di"])),
+                    "started": str(res.get("started")), "finished": str(res.get("finished"))})
+                with tempfile.TemporaryDirectory(prefix="harness-mlflow-") as tmp:
+                    stage = Path(tmp)
+                    suite_art = stage / "suite"
+                    atomic.write_text(suite_art / "suite.yaml", res.get("suite_yaml") or "")
+                    atomic.write_json(suite_art / "resolved_config.json",
+                                      res.get("resolved_config") or {})
+                    atomic.write_text(suite_art / "plugins.txt",
+                                      _requirements(res.get("plugins", [])))
+                    atomic.write_json(suite_art / "plugins.json", res.get("plugins", []))
+                    (suite_art / "results.json").write_bytes((results_dir / "results.json")
+                                                             .read_bytes())
+                    client.log_artifacts(parent_id, str(suite_art))
+                    for entry in res["mia"]:
+                        _log_mia(client, exp_id, parent_id, results_dir, entry, stage,
+                                 res.get("training"))
+                    for entry in res["di"]:
+                        _log_di(client, exp_id, parent_id, entry, stage, res.get("training"))
+                client.set_terminated(parent_id, "FINISHED")
     except DataError:
         _fail(client, parent_id)
         raise

@@ -94,3 +94,19 @@ def test_unreadable_sample_is_a_named_error(tmp_path):
 
     with pytest.raises(DataError, match="cannot read sample file"):
         sample_hash(str(tmp_path / "missing.wav"))
+
+
+def test_stale_temporary_files_of_a_killed_writer_are_removed(tmp_path):
+    import os
+    import time
+
+    c = FeatureCache(tmp_path, {"a": 1})
+    c.write(["s"], ["h"], {"f": np.array([1.0])})
+    old, new = c.dir / ".tmp-shard-old-x.npz", c.dir / ".tmp-shard-new-y.npz"
+    old.write_bytes(b"partial")
+    new.write_bytes(b"partial")
+    past = time.time() - FeatureCache.STALE_SECONDS - 10
+    os.utime(old, (past, past))
+    again = FeatureCache(tmp_path, {"a": 1})
+    assert not old.exists() and new.exists()
+    assert again.lookup({"s": "h"}, ["f"])[0] == {"s": {"f": 1.0}}

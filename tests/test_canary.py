@@ -59,7 +59,8 @@ def _folder_ref(tmp_path, n_files, **extra):
     root = tmp_path / "clips"
     root.mkdir(exist_ok=True)
     for i in range(n_files):
-        sf.write(root / f"c{i:02d}.wav", np.zeros(160, np.float32), 16000)
+        tone = 0.3 * np.sin(2 * np.pi * (200 + 10 * i) * np.arange(16000) / 16000)
+        sf.write(root / f"c{i:02d}.wav", tone.astype(np.float32), 16000)
     return {"source": "local-folder", "split": "all", "params": {"path": str(root)}, **extra}
 
 

@@ -77,7 +77,7 @@ def test_overrides_limit_device():
     assert s.models["m"].params == {"a": 5}
     assert s.attacks[1].params["k"] == [0.1, 0.3]
     assert s.di.draws == 10 and s.mlflow.enabled is False
-    assert s.data["d"].n_members == 4 and s.data["d"].n_nonmembers == 4
+    assert s.data["d"].limit == 4 and s.data["d"].n_members == 10
     assert s.device == "cuda:1"
     with pytest.raises(SuiteError, match="key.path=value"):
         suite_mod.loads(BASE, overrides=["nonsense"])

@@ -58,6 +58,7 @@ def _content_seed(wav: np.ndarray) -> int:
 class ToyDataset(Dataset):
     """Seeded white-noise clips; ``members`` are louder than ``nonmembers``."""
 
+    path_params = ("root",)
     defaults = {
         "root": None,                 # directory the clips are written to (required)
         "n": 24,                      # clips per split
@@ -199,6 +200,7 @@ class ToyDiffusionModel(DiffusionModel):
     the prediction is returned in ``z_t``'s dtype, as the built-in diffusion models do.
     """
 
+    data_ref_params = ("train_data",)
     defaults = {
         "train_data": None,          # data reference {source, split, params}: the memorised clips
         "strength": 0.8,

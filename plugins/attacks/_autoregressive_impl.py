@@ -73,7 +73,7 @@ class _Tokens:
     that several attacks reuse (Min-K% and SURP share the sort; Min-K%++ and CAMIA share m_i)."""
 
     def __init__(self, ts: TokenStats, where: str):
-        fields = ("logprob", "max_other_logprob", "mean_logprob", "mean_sq_logprob")
+        fields = ("logprob", "max_other_logprob", "mean_logprob", "var_logprob")
         arrays = [np.asarray(getattr(ts, f), dtype=np.float64).reshape(-1) for f in fields]
         self.token_ids = np.asarray(ts.token_ids).reshape(-1)
         lengths = {f: a.shape[0] for f, a in zip(fields, arrays)}
@@ -83,7 +83,7 @@ class _Tokens:
                 f"{where}: TokenStats arrays have different lengths {lengths}; the model plugin "
                 "must emit one entry per scored token in every field (harness.tokenstats.summarize)."
             )
-        self.lp, self.max_other, self.mu, self.mean_sq = arrays
+        self.lp, self.max_other, self.mu, self.var = arrays
         self.n = int(self.lp.shape[0])
         self._order: np.ndarray | None = None
         self._sorted_cumsum: np.ndarray | None = None
@@ -110,12 +110,12 @@ class _Tokens:
     def mkpp(self, normalize: str, eps: float) -> np.ndarray:
         """Min-K%++ token scores m_i = (lp_i - mu_i) / scale_i (attacks.md §4.5).
 
-        The variance sigma^2 = E - mu^2 is clipped at 0: computed from float32 sums it can come out
-        a hair negative for near-deterministic positions, which would make the std NaN.
+        The variance is the model's centred one (``TokenStats.var_logprob``), clipped at 0 only
+        against a plugin that emits a negative one.
         """
         key = (normalize, eps)
         if key not in self._m:
-            var = np.maximum(self.mean_sq - self.mu * self.mu, 0.0)
+            var = np.maximum(self.var, 0.0)
             scale = var + eps if normalize == "variance" else np.sqrt(var + eps)
             with np.errstate(divide="ignore", invalid="ignore"):
                 self._m[key] = (self.lp - self.mu) / scale

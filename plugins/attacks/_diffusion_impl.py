@@ -27,8 +27,8 @@ Sharing (attacks.md §2.1), all through ``ctx.shared`` so that it does not depen
 * Multiple Loss and Gradient Masking use the same noise draw (purpose "diffusion/multi-t") and the
   same 10 noised inputs, so GM's gradient pass *is* ML's forward pass. The shared entry is computed
   once per batch, with gradients w.r.t. z_t when Gradient Masking is among the batch's attacks
-  (the runner lists them in ``ctx.outputs["cell_attacks"]``), otherwise without. If GM asks for the
-  entry after it was computed without gradients (a caller that does not set ``cell_attacks``), GM
+  (the runner lists them in ``ctx.attacks``), otherwise without. If GM asks for the
+  entry after it was computed without gradients (a caller that does not set ``ctx.attacks``), GM
   computes the gradients itself and adds them to the entry; ML's numbers were already final. The
   forward values are the same either way (up to float rounding of the autograd-enabled kernels).
 * PIA and PIAN share eps_0 = f(z_0, 0, c).
@@ -178,7 +178,7 @@ def _multi_t_pass(ctx: BatchContext, timesteps: Sequence[int], t0: str, with_gra
 
 def multi_t(ctx: BatchContext, timesteps: Sequence[int], t0: str, need_grad: bool) -> MultiT:
     key = (MULTI_T_PURPOSE, tuple(int(t) for t in timesteps), t0)
-    cell = ctx.outputs.get("cell_attacks") or ()
+    cell = ctx.attacks
     with_grad = need_grad or bool(GRAD_USERS & set(cell))
     entry = ctx.shared(key, lambda: _multi_t_pass(ctx, timesteps, t0, with_grad))
     if need_grad and entry.grad is None:

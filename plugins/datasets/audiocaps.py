@@ -32,6 +32,11 @@ Parameters:
   clip, train 1), all pointing at the clip's file. Every sample carries all captions of its clip
   in ``metadata["captions"]``.
 
+Which part of a file is the clip: a file no longer than a clip (10 s, with 0.5 s of slack for
+encoder padding) *is* the clip; a longer one is taken to be the video's full audio, and the
+sample is its ``[start_time, start_time + 10)`` span (``Sample.start`` / ``Sample.duration``),
+so every model scores the captioned 10 s rather than the video's first seconds.
+
 Sample id: ``{youtube_id}_{start_time}`` (a clip is a 10 s window of a video, and one video may
 give several clips); with ``caption_policy: all``, ``{youtube_id}_{start_time}#{audiocap_id}``.
 Samples are ordered by id.
@@ -52,6 +57,9 @@ from harness.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
 COLUMNS = ("audiocap_id", "youtube_id", "start_time", "caption")
+#: an AudioCaps clip is 10 s of a video; files up to CLIP_SECONDS + CLIP_SLACK are the clip itself
+CLIP_SECONDS = 10.0
+CLIP_SLACK = 0.5
 PATTERN_FIELDS = ("youtube_id", "audiocap_id", "start_time", "end_time", "split")
 COMMON_PATTERNS = ("{youtube_id}.wav", "Y{youtube_id}.wav", "{audiocap_id}.wav",
                    "{youtube_id}_{start_time}.wav", "{split}/{youtube_id}.wav",
@@ -71,6 +79,7 @@ def _fmt_time(value: str) -> str:
 class AudioCaps(Dataset):
     """AudioCaps clips from a local folder, split and captioned by the official CSVs."""
 
+    path_params = ("root", "csv_dir")
     defaults = {
         "root": None,
         "csv_dir": None,
@@ -189,11 +198,26 @@ class AudioCaps(Dataset):
                 sid = clip_id if self.params["caption_policy"] == "first" \
                     else f"{clip_id}#{r['_acid']}"
                 out.append(Sample(id=sid, path=os.fspath(audio), caption=r["caption"],
-                                  metadata={**base, "audiocap_id": r["_acid"]}))
+                                  metadata={**base, "audiocap_id": r["_acid"]},
+                                  **self._span(audio, rows[0]["start_time"])))
         if missing:
             self._report_missing(split, missing, len(clips), clips, pattern, found=len(out))
         self._cache[split] = out
         return list(out)
+
+    @staticmethod
+    def _span(audio, start_time: str) -> dict:
+        """{start, duration} of the clip in ``audio``: the whole file when it is clip-length,
+        else ``start_time`` + 10 s of the full-length recording."""
+        from harness.segments import file_duration
+
+        try:
+            seconds = file_duration(audio)
+        except DataError:
+            return {}   # unreadable: the model that reads it says so, naming the file
+        if seconds <= CLIP_SECONDS + CLIP_SLACK:
+            return {}
+        return {"start": float(start_time), "duration": CLIP_SECONDS}
 
     def _report_missing(self, split, missing, total, clips, pattern, found) -> None:
         example = self._path(min(clips[missing[0]], key=lambda r: r["_acid"]), split, pattern)

@@ -57,6 +57,7 @@ class FolkTunes(Dataset):
     """music21 folk tunes → abc2midi → fluidsynth, with a seeded member/non-member split."""
 
     version = CODE_VERSION
+    path_params = ("soundfont",)
     defaults = {
         "n_members": 64,
         "n_nonmembers": 64,

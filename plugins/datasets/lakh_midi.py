@@ -29,6 +29,7 @@ FILTER_VERSION = "1"
 
 class LakhMidi(Dataset):
     version = "1"
+    path_params = ("root", "splits_dir")
     defaults = {
         "root": None,          # the lmd_full folder
         "splits_dir": None,    # folder with FIGARO's train.txt / val.txt / test.txt

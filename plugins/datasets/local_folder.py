@@ -26,6 +26,7 @@ from typing import Sequence
 from harness import hookimpl
 from harness.contracts import Dataset, Sample
 from harness.errors import ConfigError, DataError
+from harness.inputs import check_path
 
 DEFAULT_EXTENSIONS = ["wav", "flac", "ogg", "mp3", "mid", "midi"]
 CAPTION_MODES = ("sidecar", "filename", "none")
@@ -35,6 +36,7 @@ _SHOW = 5  # how many offending entries an error message lists
 class LocalFolder(Dataset):
     """Audio or MIDI files from a local directory or a CSV manifest."""
 
+    path_params = ("path", "manifest")
     defaults = {
         "path": None,
         "manifest": None,
@@ -114,9 +116,12 @@ class LocalFolder(Dataset):
                             f"local-folder: '{root}' is a file, not a directory; pass a directory "
                             "as 'path' or a CSV as 'manifest'")
         root = root.resolve()
-        files = sorted((p for p in root.rglob("*") if p.is_file() and self._matches(p)
+        files = sorted((p for p in root.rglob("*") if self._matches(p)
                         and not any(part.startswith(".") for part in p.relative_to(root).parts)),
                        key=lambda p: p.relative_to(root).as_posix())
+        for p in files:  # a directory or a symlink loop named clip.wav is an error, not a skip
+            if not p.is_file():
+                check_path(p)
         if not files:
             raise DataError(f"local-folder found no files with extensions "
                             f"{', '.join(self.params['extensions'])} under {root}")
@@ -184,6 +189,11 @@ class LocalFolder(Dataset):
             f = Path(row["path"]).expanduser()
             f = f if f.is_absolute() else base / f
             if not f.is_file():
+                if f.exists() or f.is_symlink():  # a directory, a loop, a broken link
+                    try:
+                        check_path(f)
+                    except DataError as exc:
+                        raise DataError(f"local-folder: {csv_path} line {line}: {exc}") from None
                 missing_files.append(row["path"])
                 continue
             try:

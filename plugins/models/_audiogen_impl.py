@@ -50,12 +50,13 @@ from typing import Sequence
 
 from harness.contracts import (TOKEN_STATS_CONDITIONAL, TOKEN_STATS_CONTRAST,
                                AutoregressiveModel, BatchContext, Sample)
-from harness.errors import ConfigError, DataError, ModelLoadError
+from harness.errors import ClipTooShortError, ConfigError, DataError, ModelLoadError
 from harness.tokenstats import CONTRAST_MODES
 
 LM_FILE = "state_dict.bin"
 COMPRESSION_FILE = "compression_state_dict.bin"
-DTYPES = ("float32", "float16", "bfloat16")
+#: one EnCodec frame of AudioGen (hop 320 at 16 kHz): less audio than that has no token
+MIN_CLIP_SECONDS = 0.02
 
 _T5_LOCK = threading.RLock()
 
@@ -103,6 +104,60 @@ def t5_from(path: str | os.PathLike | None):
             yield
         finally:
             C.T5Tokenizer, C.T5EncoderModel = orig_tok, orig_enc
+
+
+# --------------------------------------------------------------------------------------------
+# the two .bin packages, read without running code
+
+
+def read_packages(files: dict[str, str]) -> dict[str, dict]:
+    """``{file name: package}`` of an audiocraft export, read through ``harness.safeload`` and
+    checked for what ``audiocraft.models.loaders`` uses (``best_state``, ``xp.cfg``)."""
+    from harness import safeload
+
+    out = {}
+    for name, path in files.items():
+        pkg = safeload.load(path, what=f"AudioGen {name}", mmap=True)
+        if not isinstance(pkg, dict):
+            raise ModelLoadError(f"AudioGen {name} {path} holds a {type(pkg).__name__}, not an "
+                                 "audiocraft export (a dict with 'best_state' and 'xp.cfg')")
+        if name == COMPRESSION_FILE and "pretrained" in pkg:
+            out[name] = pkg
+            continue
+        lacking = [k for k in ("best_state", "xp.cfg") if k not in pkg]
+        if lacking:
+            raise ModelLoadError(
+                f"AudioGen {name} {path} lacks {', '.join(repr(k) for k in lacking)} (it has "
+                f"{sorted(map(str, pkg))[:8]}): not an audiocraft export. Export a trained "
+                "solver with audiocraft.utils.export (export_lm / export_encodec), which "
+                "writes 'best_state' (the weights) and 'xp.cfg' (the config)")
+        if not isinstance(pkg["best_state"], dict):
+            raise ModelLoadError(f"AudioGen {name} {path}: 'best_state' must be a state dict, "
+                                 f"got {type(pkg['best_state']).__name__}")
+        out[name] = pkg
+    return out
+
+
+@contextlib.contextmanager
+def packages_for_audiocraft(packages: dict[str, dict]):
+    """While active, audiocraft's loaders take the packages read by :func:`read_packages`
+    instead of unpickling the files themselves."""
+    from audiocraft.models import loaders
+
+    orig = loaders._get_state_dict
+
+    def _get_state_dict(file_or_url_or_id, filename=None, device="cpu", cache_dir=None):
+        if filename not in packages:
+            raise ModelLoadError(f"audiocraft asked for '{filename}' of '{file_or_url_or_id}', "
+                                 f"which is not among the files read ({', '.join(packages)})")
+        return packages[filename]
+
+    with _T5_LOCK:
+        loaders._get_state_dict = _get_state_dict
+        try:
+            yield
+        finally:
+            loaders._get_state_dict = orig
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,33 +227,7 @@ def masked_cross_attention(lm, key_mask):
 
 
 # --------------------------------------------------------------------------------------------
-# identity: content hashes, remembered per (path, size, mtime) so a 3.7 GB file is read once
-
-
-def file_hash(path: str | os.PathLike) -> dict:
-    """{"size", "blake2b"} of a file. The full content is hashed (two checkpoints of the same size
-    must never share a feature cache); the result is memoised under the harness cache, keyed by
-    the resolved path, size and mtime, so only the first call reads the file."""
-    from harness import atomic
-    from harness.paths import cache_dir
-
-    p = Path(path).resolve()
-    st = p.stat()
-    key = hashlib.blake2b(f"{p}\x00{st.st_size}\x00{st.st_mtime_ns}".encode(),
-                          digest_size=16).hexdigest()
-    memo = cache_dir("file-hashes") / f"{key}.json"
-    if memo.is_file():
-        try:
-            return json.loads(memo.read_text())
-        except (OSError, ValueError):
-            pass
-    h = hashlib.blake2b(digest_size=20)
-    with open(p, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    out = {"size": st.st_size, "blake2b": h.hexdigest()}
-    atomic.write_json(memo, out)
-    return out
+# identity: content hashes (harness.checkpoints)
 
 
 def _resolve_checkpoint_files(source: str) -> dict[str, str] | None:
@@ -219,9 +248,18 @@ def _resolve_checkpoint_files(source: str) -> dict[str, str] | None:
     return out
 
 
-def _dir_hash(path: str) -> dict:
-    files = sorted(p for p in Path(path).rglob("*") if p.is_file())
-    return {str(p.relative_to(path)): file_hash(p) for p in files}
+def _download_checkpoint_files(source: str) -> dict[str, str]:
+    """Fetch a hub id's two files into the Hugging Face cache (what audiocraft would do)."""
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return {f: hf_hub_download(repo_id=source, filename=f, library_name="audiocraft")
+                for f in (LM_FILE, COMPRESSION_FILE)}
+    except Exception as exc:
+        raise ModelLoadError(f"audiogen: '{source}' is neither a local folder nor a hub id whose "
+                             f"files could be fetched ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:200]}). Give a folder holding "
+                             "state_dict.bin and compression_state_dict.bin") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -232,14 +270,19 @@ class AudioGenModel(AutoregressiveModel):
     """AudioGen (or any audiocraft text-to-audio LM checkpoint in the same format)."""
 
     #: 2: one batched forward with masked cross-attention (was: one per caption length)
-    version = "2"
+    #: 3: padded frames excluded (``padding``), each clip encoded alone, ``windows``; the LM
+    #: cast to ``dtype`` after loading
+    version = "3"
     has_null_condition = True
+    path_or_hub_params = ("checkpoint", "t5")
     defaults = {
         "checkpoint": None,        # local dir with state_dict.bin + compression_state_dict.bin, or hub id
         "t5": None,                # local T5 folder used instead of the config's T5 name
         "dtype": "float32",        # float32 | float16 | bfloat16 (autocast of the forward pass)
         "contrast": "logit",       # logit: softmax(l_c - l_u) (IAR) | prob (see tokenstats)
         "segment_seconds": 10.0,   # AudioGen's training segment
+        "windows": "first",        # first | all: score consecutive windows of the whole clip
+        "padding": "exclude",      # exclude | include: score the zero-padded frames of a short clip
     }
 
     def validate(self) -> None:
@@ -248,14 +291,18 @@ class AudioGenModel(AutoregressiveModel):
             raise ConfigError("audiogen: 'checkpoint' is required: a local directory holding "
                               "state_dict.bin and compression_state_dict.bin, or a hub id "
                               "such as facebook/audiogen-medium already in the HF cache")
-        if p["dtype"] not in DTYPES:
-            raise ConfigError(f"audiogen: dtype must be one of {DTYPES}, got {p['dtype']!r}")
+        from harness.dtypes import check
+
+        check(p["dtype"], self.registered_name or "audiogen")
         if p["contrast"] not in CONTRAST_MODES:
             raise ConfigError(f"audiogen: contrast must be one of {CONTRAST_MODES}, "
                               f"got {p['contrast']!r}")
         s = p["segment_seconds"]
         if isinstance(s, bool) or not isinstance(s, (int, float)) or s <= 0:
             raise ConfigError(f"audiogen: segment_seconds must be a positive number, got {s!r}")
+        from harness.segments import check_policy
+
+        check_policy(p["windows"], p["padding"], self.registered_name or "audiogen")
         self._model = None
         self._null_len: int | None = None
 
@@ -274,18 +321,25 @@ class AudioGenModel(AutoregressiveModel):
     # -- loading --------------------------------------------------------------------------------
 
     def identity(self) -> dict:
+        from harness.checkpoints import dir_hash, file_hash
+
         source = self.checkpoint_source()
         files = _resolve_checkpoint_files(source)
-        ident: dict = {"checkpoint": source if not os.path.isdir(source)
-                       else str(Path(source).resolve())}
+        # a local folder is named by its contents only (a copy, or a copied cache holding a
+        # canary, keeps its identity); a hub id by its name and, once cached, its contents
+        ident: dict = {} if os.path.isdir(source) else {"checkpoint": source}
         if files is None:
             ident["files"] = "not in the local Hugging Face cache"
         else:
             ident["files"] = {name: file_hash(path) if os.path.isfile(path) else "missing"
                               for name, path in files.items()}
         t5 = self.t5_source()
-        ident["t5"] = _dir_hash(t5) if t5 else "name from the checkpoint config (HF cache)"
+        ident["t5"] = dir_hash(t5) if t5 else "name from the checkpoint config (HF cache)"
         ident["segment_seconds"] = float(self.params["segment_seconds"])
+        # what the LM really runs in (cast after load, whatever audiocraft's loader chose)
+        ident["lm_dtype"] = self.params["dtype"]
+        ident["windows"] = self.params["windows"]
+        ident["padding"] = self.params["padding"]
         return ident
 
     def load(self):
@@ -308,8 +362,12 @@ class AudioGenModel(AutoregressiveModel):
         except ImportError as exc:
             raise ModelLoadError(f"audiogen needs audiocraft (pip install --no-deps "
                                  f"audiocraft==1.3.0 plus its runtime deps): {exc}") from exc
+        files = _resolve_checkpoint_files(source)
+        if files is None:
+            files = _download_checkpoint_files(source)
+        packages = read_packages(files)
         try:
-            with t5_from(self.t5_source()):
+            with t5_from(self.t5_source()), packages_for_audiocraft(packages):
                 model = AudioGen.get_pretrained(source, device=self.device)
         except ModelLoadError:
             raise
@@ -322,47 +380,112 @@ class AudioGenModel(AutoregressiveModel):
             raise ModelLoadError(f"audiogen: cannot load '{source}' with "
                                  f"AudioGen.get_pretrained: {type(exc).__name__}: {exc}.{hint}"
                                  ) from exc
+        self._cast_lm(model, source)
         model.lm.eval()
         model.compression_model.eval()
         self._model = model
         return model
 
+    def _cast_lm(self, model, source: str) -> None:
+        """Run the LM end to end in the suite's dtype. audiocraft's ``load_lm_model`` builds the
+        LM with ``cfg.dtype='float16'`` on any non-CPU device: the transformer becomes fp16
+        (its checkpoint weights rounded on load) while embeddings, output heads and the
+        condition provider stay fp32, so a forward pass without audiocraft's autocast fails
+        with a dtype mismatch. The whole LM is cast to ``dtype``; if the load had narrowed any
+        weight below it, the checkpoint's ``best_state`` is loaded again so the weights are
+        the checkpoint's, not their fp16 rounding. The codec stays float32, as audiocraft
+        runs it."""
+        import torch
+
+        from harness.dtypes import module_dtypes, torch_dtype
+
+        want = torch_dtype(self.params["dtype"])
+        have = module_dtypes(model.lm)
+        if have == {self.params["dtype"]}:
+            return
+        narrowed = any(torch.finfo(getattr(torch, d)).bits < torch.finfo(want).bits
+                       or (d == "float16" and want == torch.bfloat16) for d in have)
+        model.lm.to(want)
+        if narrowed:
+            from audiocraft.models.loaders import load_lm_model_ckpt
+
+            state = load_lm_model_ckpt(source)["best_state"]
+            model.lm.load_state_dict(state)
+        got = module_dtypes(model.lm)
+        if got != {self.params["dtype"]}:
+            raise ModelLoadError(f"audiogen: could not run the LM in {self.params['dtype']}: its "
+                                 f"tensors are {sorted(got)} after the cast")
+
     # -- inputs -----------------------------------------------------------------------------------
 
-    def read_audio(self, path: str):
-        """[channels, samples] at the tokenizer's rate and channel count, exactly
-        ``segment_seconds`` long: audiocraft's audio_read + convert_audio + right zero-pad."""
+    def scoring_windows(self, sample: Sample):
+        from harness import segments
+
+        return segments.plan(sample, float(self.params["segment_seconds"]),
+                             self.params["windows"], MIN_CLIP_SECONDS)
+
+    def read_window(self, path: str, start: float = 0.0, seconds: float | None = None):
+        """([channels, samples] at the tokenizer's rate and channel count, exactly
+        ``segment_seconds`` long; how many of those samples are audio, the rest being the
+        right zero-padding): audiocraft's audio_read + convert_audio + pad, from ``start``."""
         import torch.nn.functional as F
         from audiocraft.data.audio import audio_read
         from audiocraft.data.audio_utils import convert_audio
 
         model = self.load()
         sr, ch = int(model.sample_rate), int(model.audio_channels)
-        seconds = float(self.params["segment_seconds"])
+        length = float(self.params["segment_seconds"])
+        seconds = length if seconds is None else min(float(seconds), length)
         try:
-            wav, file_sr = audio_read(path, 0.0, seconds, pad=False)
+            wav, file_sr = audio_read(path, float(start), seconds, pad=False)
         except Exception as exc:
             raise DataError(f"audiogen: cannot read audio '{path}': {type(exc).__name__}: "
                             f"{exc}") from exc
         if wav.numel() == 0:
-            raise DataError(f"audiogen: audio file '{path}' has no samples")
+            raise ClipTooShortError(f"audiogen: audio file '{path}' has no samples from "
+                                    f"{start:g} s")
         wav = convert_audio(wav, file_sr, sr, ch)
-        target = int(seconds * sr)
-        wav = wav[..., :target]
-        return F.pad(wav, (0, target - wav.shape[-1]))
+        target = int(length * sr)
+        wav = wav[..., :min(target, int(round(seconds * sr)))]
+        return F.pad(wav, (0, target - wav.shape[-1])), int(wav.shape[-1])
+
+    def read_audio(self, path: str):
+        """The first window of ``path``, zero-padded to ``segment_seconds``."""
+        return self.read_window(path)[0]
 
     def tokens(self, samples: Sequence[Sample]):
-        """EnCodec codes [B, K, T] of the samples' audio."""
+        """EnCodec codes [B, K, T] of the samples' first windows (``scoring_windows``)."""
+        rows = [(s, self.scoring_windows(s)[0]) for s in samples]
+        return self._encode_windows(rows)[0]
+
+    def _encode_windows(self, rows):
+        """Codes [R, K, T] and valid frames [R] of (sample, window) rows. Each window is encoded
+        on its own: the codec's output must not depend on which clips share a batch (a 1e-7
+        latent difference flips RVQ codes, so batched encoding made features depend on
+        ``batch_size``, which is not in the cache key)."""
         import torch
 
         model = self.load()
-        wav = torch.stack([self.read_audio(s.path) for s in samples]).to(self.device)
+        comp = model.compression_model
+        hop = int(round(model.sample_rate / comp.frame_rate))
+        codes, valid = [], []
         with torch.no_grad():
-            codes, scale = model.compression_model.encode(wav)
-        if scale is not None:
-            raise ModelLoadError("audiogen: the compression model renormalises its input "
-                                 "(scale is not None); AudioGen's tokenizer must not")
-        return codes
+            for s, w in rows:
+                wav, n = self.read_window(s.path, w.start, w.seconds)
+                c, scale = comp.encode(wav[None].to(self.device))
+                if scale is not None:
+                    raise ModelLoadError("audiogen: the compression model renormalises its "
+                                         "input (scale is not None); AudioGen's tokenizer must "
+                                         "not")
+                frames = n // hop
+                if frames < 1:
+                    raise ClipTooShortError(
+                        f"audiogen: sample '{s.id}' ('{s.path}') has {n} samples at "
+                        f"{model.sample_rate} Hz from {w.start:g} s, less than one codec frame "
+                        f"({hop} samples); remove it or give a longer clip")
+                codes.append(c)
+                valid.append(frames)
+        return torch.cat(codes), valid
 
     @staticmethod
     def condition_attributes(captions: Sequence[str | None]):
@@ -407,12 +530,12 @@ class AudioGenModel(AutoregressiveModel):
     def _forward(self, lm, codes, tensors, key_mask=None):
         import torch
 
-        dtype = getattr(torch, self.params["dtype"])
-        dev = torch.device(self.device).type
+        from harness.dtypes import autocast
+
         masking = (masked_cross_attention(lm, key_mask) if key_mask is not None
                    else contextlib.nullcontext())
-        with torch.no_grad(), torch.autocast(device_type=dev, dtype=dtype,
-                                             enabled=dtype != torch.float32), masking:
+        # audiocraft's own pipeline (genmodel) autocasts the LM in reduced precision
+        with torch.no_grad(), autocast(self.params["dtype"], self.device), masking:
             return lm.compute_predictions(codes, [], condition_tensors=tensors)
 
     def _masked_predictions(self, codes, captions, with_null):
@@ -476,7 +599,7 @@ class AudioGenModel(AutoregressiveModel):
 
     def provide(self, samples: Sequence[Sample], needs: set[str], ctx: BatchContext | None = None
                 ) -> dict:
-        from harness.tokenstats import summarize
+        from harness.tokenstats import concatenate, summarize
 
         unknown = set(needs) - self.outputs()
         if unknown:
@@ -484,15 +607,27 @@ class AudioGenModel(AutoregressiveModel):
                               f"{sorted(self.outputs())}")
         if not samples or not needs:
             return {n: [] for n in needs}
-        codes = self.tokens(samples)
+        rows, owner = [], []
+        for i, s in enumerate(samples):
+            for w in self.scoring_windows(s):
+                rows.append((s, w))
+                owner.append(i)
+        codes, valid = self._encode_windows(rows)
+        exclude_padding = self.params["padding"] == "exclude"
         want_contrast = TOKEN_STATS_CONTRAST in needs
-        out: dict = {n: [None] * len(samples) for n in needs}
-        for idx, logits, mask in self.predictions(codes, [s.caption for s in samples],
+        per_row: dict = {n: [None] * len(rows) for n in needs}
+        for idx, logits, mask in self.predictions(codes, [s.caption for s, _ in rows],
                                                   want_contrast):
             n = len(idx)
             # time-major: [n, K, T, V] -> [n, T, K, V]
             logits = logits.permute(0, 2, 1, 3)
             mask = mask.permute(0, 2, 1)[:n]
+            if exclude_padding:
+                import torch
+
+                t = torch.arange(mask.shape[1], device=mask.device)
+                lens = torch.tensor([valid[i] for i in idx], device=mask.device)
+                mask = mask & (t[None, :] < lens[:, None])[..., None]
             targets = codes[idx].permute(0, 2, 1)
             results = {}
             if TOKEN_STATS_CONDITIONAL in needs:
@@ -504,5 +639,11 @@ class AudioGenModel(AutoregressiveModel):
             del logits
             for name, stats in results.items():
                 for i, st in zip(idx, stats):
-                    out[name][i] = st
+                    per_row[name][i] = st
+        out: dict = {}
+        for name, stats in per_row.items():
+            parts: list[list] = [[] for _ in samples]
+            for i, st in zip(owner, stats):
+                parts[i].append(st)
+            out[name] = [p[0] if len(p) == 1 else concatenate(p) for p in parts]
         return out

@@ -29,11 +29,9 @@ Conditioning choices (models.md §2.3):
 Text encoders always run in float32 (T5 is known to overflow in float16); their outputs are cast
 to ``dtype``, which applies to the VAE and the UNet.
 
-Checkpoint identity: a SHA-256 over the bytes of every config/tokenizer file (json, txt, model,
-merges, vocab) and over the *names and sizes* of weight files. Weights are not read byte by byte by
-default because the real checkpoint is several GB and the identity is computed on every run;
-``hash_weights: true`` hashes them fully when a silent in-place weight swap of equal size is a
-concern.
+Checkpoint identity: ``harness.checkpoints.files_hash`` over every file the pipeline reads,
+weights included, by content (a fine-tune saved into the same folder has the same names and
+sizes); the digests are memoised by (path, size, mtime), so only the first run reads the GBs.
 
 This module also holds the helpers the TANGO plugin shares (checkpoint resolution, hashing,
 dtype parsing, v→ε conversion).
@@ -41,7 +39,6 @@ dtype parsing, v→ε conversion).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -50,6 +47,7 @@ from typing import Iterable, Sequence
 
 import torch
 
+from harness.checkpoints import files_hash
 from harness.contracts import DiffusionModel
 from harness.errors import ConfigError, ModelLoadError
 
@@ -60,7 +58,6 @@ from . import _audio
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".msgpack", ".h5", ".onnx")
 
 
 def check_choice(name: str, value, choices: Iterable, plugin: str) -> None:
@@ -97,23 +94,6 @@ def resolve_checkpoint(checkpoint, plugin: str, expected: str) -> Path:
             f"as a hub id ({type(exc).__name__}: {exc}). Download it once (e.g. "
             f"`huggingface-cli download {checkpoint} --local-dir DIR`) and pass DIR; it must hold "
             f"{expected}.") from exc
-
-
-def content_hash(files: Sequence[Path], root: Path, hash_weights: bool) -> str:
-    """SHA-256 over config bytes and weight names+sizes (or weight bytes with ``hash_weights``)."""
-    h = hashlib.sha256()
-    for f in sorted(files, key=lambda p: p.relative_to(root).as_posix()):
-        rel = f.relative_to(root).as_posix()
-        is_weight = f.name.endswith(WEIGHT_SUFFIXES)
-        h.update(rel.encode() + b"\0")
-        if is_weight and not hash_weights:
-            h.update(f"size={f.stat().st_size}".encode() + b"\0")
-            continue
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 24), b""):
-                h.update(chunk)
-        h.update(b"\0")
-    return h.hexdigest()
 
 
 def to_epsilon(pred: torch.Tensor, z_t: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor,
@@ -170,15 +150,16 @@ LANGUAGE_MODELS = ("GPT2Model", "GPT2LMHeadModel")
 class AudioLDM2(DiffusionModel):
     """AudioLDM2 text-to-audio latent diffusion model (ε-prediction, 1000 DDPM steps)."""
 
+    path_or_hub_params = ("checkpoint",)
     defaults = {
         "checkpoint": None,
         "dtype": "float32",
         "latent_sampling": "mean",
         "null_condition": "trained",
         "max_new_tokens": 8,
-        "hash_weights": False,
     }
-    version = "1"
+    #: 2: identity by the weights' content (was: names and sizes)
+    version = "2"
 
     def validate(self) -> None:
         p = self.params
@@ -188,8 +169,6 @@ class AudioLDM2(DiffusionModel):
         check_choice("null_condition", p["null_condition"], ("trained", "diffusers"), name)
         if not isinstance(p["max_new_tokens"], int) or p["max_new_tokens"] < 1:
             raise ConfigError(f"model '{name}': max_new_tokens must be a positive integer")
-        if not isinstance(p["hash_weights"], bool):
-            raise ConfigError(f"model '{name}': hash_weights must be true or false")
         self.root = resolve_checkpoint(p["checkpoint"], name, EXPECTED)
         index_path = self.root / "model_index.json"
         if not index_path.is_file():
@@ -227,9 +206,7 @@ class AudioLDM2(DiffusionModel):
             self._identity = {
                 "format": "diffusers/AudioLDM2Pipeline",
                 "checkpoint": str(self.params["checkpoint"]),
-                "content_hash": content_hash(files, self.root, self.params["hash_weights"]),
-                "hashed": "all bytes" if self.params["hash_weights"] else
-                          "config and tokenizer bytes, weight file names and sizes",
+                "content_hash": files_hash(files, self.root),
             }
         return self._identity
 
@@ -260,6 +237,9 @@ class AudioLDM2(DiffusionModel):
         if cls is None:
             raise ModelLoadError(f"model '{self.registered_name or 'audioldm2'}': component "
                                  f"{name} declares an unknown class {library}.{cls_name}")
+        from harness import safeload
+
+        safeload.check_folder(self.root / name, what=f"AudioLDM2 {name} weights")
         try:
             return cls.from_pretrained(self.root / name)
         except Exception as exc:

@@ -65,7 +65,7 @@ from ._audiogen_impl import COMPRESSION_FILE, LM_FILE, AudioGenModel, t5_from
 log = logging.getLogger(__name__)
 
 #: bump when training changes (part of the cache key)
-CODE_VERSION = "1"
+CODE_VERSION = "2"
 T5_DIR = "t5"
 T5_NAME = "t5-small"
 #: training frames (at most) the RVQ k-means initialisation sees
@@ -74,7 +74,7 @@ KMEANS_FRAMES = 2048
 #: parameters that change the trained weights (the others only change scoring)
 TRAIN_PARAMS = ("train_data", "steps", "seed", "dim", "num_layers", "num_heads", "card",
                 "codec_filters", "codec_dim", "segment_seconds", "cond_dropout", "lr",
-                "warmup_steps", "batch_size", "weight_decay")
+                "warmup_steps", "batch_size", "weight_decay", "padding")
 
 DEFAULT_TRAIN_DATA = {"source": "folk-tunes", "split": "members",
                       "params": {"n_members": 32, "n_nonmembers": 32}}
@@ -162,7 +162,9 @@ class AutoregressiveCanary(AudioGenModel):
     """An AudioGen-architecture canary trained lazily on ``train_data`` (members)."""
 
     #: 2: scored with the audiogen plugin's batched masked cross-attention
-    version = "2"
+    #: 3: padded frames neither trained on nor scored (``padding``), clips encoded alone
+    version = "3"
+    data_ref_params = ("train_data",)
     defaults = {
         "train_data": DEFAULT_TRAIN_DATA,
         "steps": 300,
@@ -183,6 +185,8 @@ class AutoregressiveCanary(AudioGenModel):
         # scoring, as the audiogen plugin
         "dtype": "float32",
         "contrast": "logit",
+        "windows": "first",
+        "padding": "exclude",     # exclude: padded frames are neither trained on nor scored
     }
 
     def validate(self) -> None:
@@ -253,31 +257,38 @@ class AutoregressiveCanary(AudioGenModel):
         return str(self.checkpoint_dir() / T5_DIR)
 
     def identity(self) -> dict:
-        ident = super().identity()
-        ident["canary"] = {k: self.params[k] for k in TRAIN_PARAMS}
-        return ident
+        """The trained weights' content hashes (``AudioGenModel.identity``): not the cache path
+        nor the training-data paths, so a copied cache is reused."""
+        return super().identity()
 
     # -- training -------------------------------------------------------------------------------
 
     def _read_clips(self, samples):
-        """[N, 1, segment] waveforms: audiocraft's reading, exactly what the scorer reads."""
+        """([N, 1, segment] waveforms, [N] audio samples in each): audiocraft's reading of each
+        sample's first window, exactly what the scorer reads."""
         import torch
         import torch.nn.functional as F
         from audiocraft.data.audio import audio_read
         from audiocraft.data.audio_utils import convert_audio
 
+        from harness import segments
+
         seconds = float(self.params["segment_seconds"])
         target = int(seconds * 16000)
-        out = []
+        out, lengths = [], []
         for s in samples:
             try:
-                wav, sr = audio_read(s.path, 0.0, seconds, pad=False)
+                w = segments.plan(s, seconds, "first", 0.02)[0]
+                wav, sr = audio_read(s.path, w.start, w.seconds, pad=False)
+            except DataError:
+                raise
             except Exception as exc:
                 raise DataError(f"autoregressive-canary: cannot read '{s.path}' (sample "
                                 f"{s.id}): {type(exc).__name__}: {exc}") from exc
             wav = convert_audio(wav, sr, 16000, 1)[..., :target]
+            lengths.append(int(wav.shape[-1]))
             out.append(F.pad(wav, (0, target - wav.shape[-1])))
-        return torch.stack(out)
+        return torch.stack(out), lengths
 
     def _train(self, samples, target: Path) -> None:
         import audiocraft
@@ -302,27 +313,30 @@ class AutoregressiveCanary(AudioGenModel):
                     lm = builders.get_lm_model(cfg)
 
                 # codec: seeded SEANet, RVQ codebooks by k-means on the training latents
-                wav = self._read_clips(samples)
+                wav, lengths = self._read_clips(samples)
                 with torch.no_grad():
-                    latents = torch.cat([comp.encoder(wav[i:i + 16])
-                                         for i in range(0, len(wav), 16)])
+                    latents = torch.cat([comp.encoder(wav[i:i + 1]) for i in range(len(wav))])
                     # k-means init (layer by layer, on the residuals) on a seeded subsample
                     # of the training frames: audiocraft's kmeans holds [frames, bins, dim]
-                    frames = latents.permute(0, 2, 1).reshape(-1, latents.shape[1])
+                    hop = int(round(16000 / comp.frame_rate))
+                    valid = torch.tensor([n // hop for n in lengths])
+                    real = torch.arange(latents.shape[-1])[None, :] < valid[:, None]
+                    if p["padding"] == "include":
+                        real[:] = True
+                    frames = latents.permute(0, 2, 1)[real]
                     g_frames = torch.Generator().manual_seed(p["seed"])
                     pick = torch.randperm(frames.shape[0], generator=g_frames)[:KMEANS_FRAMES]
                     comp.quantizer.train()
                     comp.quantizer(frames[pick].T[None].contiguous(), comp.frame_rate)
                     comp.eval()
-                    codes = torch.cat([comp.encode(wav[i:i + 16])[0]
-                                       for i in range(0, len(wav), 16)])
+                    codes = torch.cat([comp.encode(wav[i:i + 1])[0] for i in range(len(wav))])
                 usage = []
                 for k in range(codes.shape[1]):
-                    counts = torch.bincount(codes[:, k].reshape(-1), minlength=p["card"]).double()
+                    counts = torch.bincount(codes[:, k][real], minlength=p["card"]).double()
                     q = counts[counts > 0] / counts.sum()
                     usage.append({"used": int((counts > 0).sum()),
                                   "perplexity": float(torch.exp(-(q * q.log()).sum()))})
-                tuples = codes.permute(0, 2, 1).reshape(-1, codes.shape[1])
+                tuples = codes.permute(0, 2, 1)[real]
                 distinct = int(torch.unique(tuples, dim=0).shape[0]) / tuples.shape[0]
                 codec_s = time.time() - t0
 
@@ -349,7 +363,7 @@ class AutoregressiveCanary(AudioGenModel):
                     out = lm.compute_predictions(x, [], tensors)
                     loss = 0.0
                     for k in range(x.shape[1]):
-                        m = out.mask[:, k]
+                        m = out.mask[:, k] & real[idx]
                         loss = loss + torch.nn.functional.cross_entropy(
                             out.logits[:, k][m], x[:, k][m])
                     loss = loss / x.shape[1]

@@ -97,6 +97,7 @@ class DiffusionCanary(DiffusionModel):
     """Latent diffusion canary trained lazily on ``train_data`` (members)."""
 
     version = "1"
+    data_ref_params = ("train_data", "vae_data")
     defaults = {
         "train_data": DEFAULT_TRAIN_DATA,  # {source, split, params}: the members it trains on
         "steps": 600,            # UNet steps: more steps, more memorisation (600: demo, AUC ~0.9)
@@ -272,6 +273,10 @@ class DiffusionCanary(DiffusionModel):
 
         dtype = DTYPES[self.params["dtype"]]
         try:
+            from harness import safeload
+
+            for part in ("unet", "vae", "text_encoder"):
+                safeload.check_folder(path / part, what=f"diffusion canary {part} weights")
             m = {"unet": UNet2DConditionModel.from_pretrained(path / "unet"),
                  "vae": AutoencoderKL.from_pretrained(path / "vae"),
                  "text_encoder": CLIPTextModel.from_pretrained(path / "text_encoder"),

@@ -17,10 +17,7 @@ last window that an earlier window already scored are not counted twice.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import pickle
-import types
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,61 +29,30 @@ from harness.errors import ConfigError, DataError, ModelLoadError
 from . import _figaro_remi as remi
 
 DTYPES = ("float32", "float16", "bfloat16")
-_HASH_CACHE: dict = {}
 
 
 # ---------------------------------------------------------------------------------------------
 # reading a Lightning checkpoint without Lightning
 
 
-class _Missing(dict):
-    """Stands in for a class of a package that is not installed (pytorch_lightning callbacks,
-    AttributeDict...). A dict subclass so that dict-like objects keep their items."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__()
-
-    def __setstate__(self, state):
-        self.__dict__["_state"] = state
-
-
-class _TolerantUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        try:
-            return super().find_class(module, name)
-        except (ImportError, AttributeError):
-            return type(name, (_Missing,), {"__module__": f"missing:{module}"})
-
-
-_tolerant_pickle = types.SimpleNamespace(Unpickler=_TolerantUnpickler, load=pickle.load,
-                                         __name__="figaro_tolerant_pickle")
-
-
 def read_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> dict:
-    """``torch.load`` a Lightning ``.ckpt`` and check it has ``hyper_parameters`` and
-    ``state_dict``. Tries the safe ``weights_only`` loader first; Lightning checkpoints also
-    pickle callback and loop state whose classes need pytorch_lightning, so the fallback
-    unpickles with inert stand-ins for classes that cannot be imported (a local file the user
-    chose, as the official loader's plain ``torch.load``)."""
-    import torch
+    """A Lightning ``.ckpt`` with ``hyper_parameters`` and ``state_dict``, read through
+    ``harness.safeload`` (weights only: a checkpoint never runs code, and the Lightning names
+    it may reference load as inert stand-ins, so pytorch_lightning need not be installed)."""
+    from harness import safeload
 
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise ModelLoadError(f"FIGARO {what} not found: {p}. Download the official checkpoints "
                              "(README of dvruette/figaro: checkpoints.zip) and pass the .ckpt path")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception:
-        try:
-            ckpt = torch.load(p, map_location="cpu", weights_only=False,
-                              pickle_module=_tolerant_pickle)
-        except Exception as exc:
-            raise ModelLoadError(f"cannot read FIGARO {what} {p}: {exc!r}. Expected a "
-                                 "PyTorch-Lightning .ckpt (torch.save'd dict)") from exc
+    ckpt = safeload.load(p, what=f"FIGARO {what}")
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
-        keys = sorted(ckpt)[:10] if isinstance(ckpt, dict) else type(ckpt).__name__
+        keys = sorted(map(str, ckpt))[:10] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ModelLoadError(f"FIGARO {what} {p} is not a Lightning checkpoint: it needs "
                              f"'hyper_parameters' and 'state_dict', found {keys}")
+    if not isinstance(ckpt["hyper_parameters"], dict) or not isinstance(ckpt["state_dict"], dict):
+        raise ModelLoadError(f"FIGARO {what} {p}: 'hyper_parameters' and 'state_dict' must be "
+                             "dicts")
     return ckpt
 
 
@@ -170,18 +136,6 @@ def load_seq2seq(path, vae_path=None):
     return model, vae
 
 
-def file_digest(path) -> str:
-    st = os.stat(path)
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _HASH_CACHE:
-        h = hashlib.blake2b(digest_size=16)
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 22), b""):
-                h.update(chunk)
-        _HASH_CACHE[key] = h.hexdigest()
-    return _HASH_CACHE[key]
-
-
 # ---------------------------------------------------------------------------------------------
 # the plugin
 
@@ -197,6 +151,7 @@ class FigaroModel(AutoregressiveModel):
 
     version = "1"
     has_null_condition = False
+    path_params = ("checkpoint", "vae_checkpoint")
     defaults = {
         "checkpoint": None,
         "vae_checkpoint": None,
@@ -231,13 +186,15 @@ class FigaroModel(AutoregressiveModel):
         return self.params["checkpoint"], self.params["vae_checkpoint"]
 
     def identity(self) -> dict:
+        from harness.checkpoints import file_hash
+
         ckpt, vae = self.checkpoint_paths()
         for what, path in (("checkpoint", ckpt), ("vae_checkpoint", vae)):
             if path and not Path(path).is_file():
                 raise ModelLoadError(f"figaro: {what} not found: {path}")
-        return {"checkpoint": str(ckpt), "checkpoint_blake2b": file_digest(ckpt),
-                "vae_checkpoint": str(vae) if vae else None,
-                "vae_blake2b": file_digest(vae) if vae else None,
+        # contents only: a copied checkpoint (or a copied cache holding a canary) is the same
+        return {"checkpoint_sha256": file_hash(ckpt),
+                "vae_sha256": file_hash(vae) if vae else None,
                 "dtype": self.params["dtype"], "window": self.params["window"],
                 "max_windows": self.params["max_windows"],
                 "dedupe_overlap": self.params["dedupe_overlap"]}

@@ -47,6 +47,7 @@ class SymbolicCanary(FigaroModel):
     """A FIGARO-architecture canary trained lazily on ``train_data`` (members)."""
 
     version = "1"
+    data_ref_params = ("train_data",)
     defaults = {
         "train_data": DEFAULT_TRAIN_DATA,
         "steps": 300,
@@ -130,9 +131,9 @@ class SymbolicCanary(FigaroModel):
         return str(self.checkpoint_dir() / CKPT_NAME), None
 
     def identity(self) -> dict:
-        ident = super().identity()
-        ident["canary"] = {k: self.params[k] for k in TRAIN_PARAMS}
-        return ident
+        """The trained checkpoint's content hash (``FigaroModel.identity``), not its path in
+        the cache, so a copied cache is reused."""
+        return super().identity()
 
     # -- training ---------------------------------------------------------------------------------
 

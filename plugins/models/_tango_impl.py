@@ -56,7 +56,7 @@ from harness.contracts import DiffusionModel
 from harness.errors import ConfigError, ModelLoadError
 
 from . import _audio
-from ._audioldm2_impl import (DTYPES, check_choice, content_hash, freeze, posterior_latents,
+from ._audioldm2_impl import (DTYPES, check_choice, freeze, posterior_latents,
                               resolve_checkpoint, timesteps, to_epsilon)
 
 FILES = ("main_config.json", "vae_config.json", "stft_config.json", "pytorch_model_main.bin",
@@ -193,15 +193,12 @@ def load_strict(module, state: dict, what: str, source: Path) -> None:
     module.load_state_dict(state, strict=True)
 
 
-def torch_load(path: Path) -> dict:
-    try:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # legacy (non-zip) pickles cannot be memory-mapped
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelLoadError(f"cannot read {path} as a torch state dict: "
-                             f"{type(exc).__name__}: {exc}") from exc
+def read_state_dict(path: Path) -> dict:
+    """A plain state dict (name -> tensor), read through ``harness.safeload`` (weights only,
+    memory-mapped)."""
+    from harness import safeload
+
+    state = safeload.load(path, what="TANGO weights file", mmap=True)
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise ModelLoadError(f"{path} is not a plain state dict (name -> tensor)")
     return dict(state)
@@ -210,6 +207,8 @@ def torch_load(path: Path) -> dict:
 class Tango(DiffusionModel):
     """TANGO text-to-audio LDM (v-prediction, SD-2.1 schedule, FLAN-T5-large conditioning)."""
 
+    path_params = ("checkpoint",)
+    path_or_hub_params = ("tokenizer",)
     defaults = {
         "checkpoint": None,
         "tokenizer": None,
@@ -218,9 +217,9 @@ class Tango(DiffusionModel):
         "dtype": "float32",
         "latent_sampling": "mean",
         "null_condition": "t5-empty",
-        "hash_weights": False,
     }
-    version = "1"
+    #: 2: identity by the weights' content (was: names and sizes)
+    version = "2"
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -232,8 +231,6 @@ class Tango(DiffusionModel):
         check_choice("dtype", p["dtype"], DTYPES, name)
         check_choice("latent_sampling", p["latent_sampling"], ("mean", "sample"), name)
         check_choice("null_condition", p["null_condition"], ("t5-empty", "zeros"), name)
-        if not isinstance(p["hash_weights"], bool):
-            raise ConfigError(f"model '{name}': hash_weights must be true or false")
         self.root = resolve_checkpoint(p["checkpoint"], name, EXPECTED)
         missing = [f for f in FILES if not (self.root / f).is_file()]
         if missing:
@@ -327,8 +324,10 @@ class Tango(DiffusionModel):
         if self._identity is None:
             tok_files = [f for f in sorted(self.tokenizer_dir.iterdir()) if f.is_file()
                          and f.suffix in (".json", ".model", ".txt")]
-            h = content_hash([self.root / f for f in FILES], self.root, self.params["hash_weights"])
-            tok = content_hash(tok_files, self.tokenizer_dir, True)
+            from harness.checkpoints import files_hash
+
+            h = files_hash([self.root / f for f in FILES], self.root)
+            tok = files_hash(tok_files, self.tokenizer_dir)
             extra = json.dumps([self.unet_config, self.scheduler_cfg], sort_keys=True)
             import hashlib
 
@@ -337,9 +336,8 @@ class Tango(DiffusionModel):
                 "format": "declare-lab/tango (main/vae/stft state dicts)",
                 "checkpoint": str(self.params["checkpoint"]),
                 "content_hash": combined,
-                "hashed": ("all bytes" if self.params["hash_weights"] else
-                           "config bytes, weight file names and sizes") +
-                          "; tokenizer files; resolved UNet and scheduler configs",
+                "hashed": "all bytes of the weights and tokenizer files; resolved UNet and "
+                          "scheduler configs",
                 "unet_config": self.unet_config_source,
                 "scheduler_config": self.scheduler_source,
             }
@@ -359,7 +357,7 @@ class Tango(DiffusionModel):
 
         dtype, dev = DTYPES[self.params["dtype"]], self.device
         # STFT buffers: check the basis, keep the trained mel filterbank
-        stft = torch_load(self.root / "pytorch_model_stft.bin")
+        stft = read_state_dict(self.root / "pytorch_model_stft.bin")
         keys = {"stft_fn.forward_basis", "stft_fn.inverse_basis", "mel_basis"}
         if set(stft) != keys:
             raise ModelLoadError(f"{self.root / 'pytorch_model_stft.bin'}: expected keys "
@@ -375,7 +373,7 @@ class Tango(DiffusionModel):
                                  "the Hann-windowed 1024-point Fourier basis of TacotronSTFT")
 
         # VAE: rename, ignore the vocoder, strict
-        raw = torch_load(self.root / "pytorch_model_vae.bin")
+        raw = read_state_dict(self.root / "pytorch_model_vae.bin")
         n_levels = len(self.vae_kwargs["block_out_channels"])
         vae = AutoencoderKL(**self.vae_kwargs)
         mapped, unmapped = {}, []
@@ -397,7 +395,7 @@ class Tango(DiffusionModel):
         load_strict(vae, mapped, "the VAE (pytorch_model_vae.bin)", self.root)
 
         # main: unet.* + text_encoder.*
-        main = torch_load(self.root / "pytorch_model_main.bin")
+        main = read_state_dict(self.root / "pytorch_model_main.bin")
         groups: dict[str, dict] = {"unet": {}, "text_encoder": {}}
         other = []
         for k, v in main.items():

@@ -38,7 +38,7 @@ def stats(lp, max_other=None, mu=None, var=None, ids=None) -> TokenStats:
     mu = np.asarray(mu if mu is not None else np.full(n, -1.0), dtype=np.float64)
     var = np.asarray(var if var is not None else np.ones(n), dtype=np.float64)
     ids = np.asarray(ids if ids is not None else np.arange(n), dtype=np.int64)
-    return TokenStats(lp, mo, mu, var + mu * mu, ids)
+    return TokenStats(lp, mo, mu, var, ids)
 
 
 HAND = stats(LP, MAX_OTHER, MU, VAR, IDS)

@@ -95,7 +95,7 @@ def context(model, samples, cell=None, seed=0):
     ctx = BatchContext(model, samples, seed)
     ctx.outputs = model.provide(samples, {LATENTS, CONDITION}, ctx)
     if cell is not None:
-        ctx.outputs["cell_attacks"] = set(cell)
+        ctx.attacks = frozenset(cell)
     return ctx
 
 
@@ -179,7 +179,7 @@ def test_multiple_loss_alone_runs_without_gradients(model):
     assert model.calls == 10 and model.grad_calls == 0
 
 
-def test_sharing_is_correct_without_cell_attacks(model):
+def test_sharing_is_correct_without_ctx_attacks(model):
     """A caller that does not list the cell's attacks: GM adds the gradients itself, with the
     same noise, and gets the same numbers."""
     ctx = context(model, SAMPLES, cell=None)

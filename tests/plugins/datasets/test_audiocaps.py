@@ -138,3 +138,22 @@ def test_registered_and_resolvable(ac):
     got = datasets.resolve({"source": "audiocaps", "split": "val",
                             "params": {"root": str(root), "csv_dir": str(csv_dir)}})
     assert [s.id for s in got] == ["a_b-c_d_0", "rqfQRErjfk8_170"]
+
+
+def test_full_length_recordings_are_cut_at_start_time(tmp_path):
+    """Issue #9: a user whose files are the videos' full audio must get the captioned 10 s
+    (start_time), not the first seconds; a clip-length file is the clip itself."""
+    from harness import segments
+
+    root = tmp_path / "audiocaps"
+    _csv(tmp_path / "csv" / "train.csv", TRAIN[:2])
+    sr = 8000
+    sf.write(str(root.mkdir() or root / "r1nicOVtvkQ.wav"), np.zeros(sr * 150, np.float32), sr)
+    sf.write(str(root / "UDGBjjwyaqE.wav"), np.zeros(sr * 10, np.float32), sr)
+    got = {s.id: s for s in AudioCaps(root=str(root), csv_dir=str(tmp_path / "csv"))
+           .samples("train")}
+    full, clip = got["r1nicOVtvkQ_130"], got["UDGBjjwyaqE_20"]
+    assert (full.start, full.duration) == (130.0, 10.0)
+    assert (clip.start, clip.duration) == (0.0, None)
+    (w,) = segments.plan(full, 10.24)
+    assert (w.start, w.seconds) == (130.0, 10.0)

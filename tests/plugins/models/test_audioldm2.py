@@ -117,7 +117,7 @@ def test_sampled_latents_are_seeded_per_sample(tiny_audioldm2_dir, tiny_audio_fi
     assert not torch.allclose(z2, z3)
 
 
-def test_identity_hashes_configs_and_weight_sizes(tiny_audioldm2_dir, tmp_path):
+def test_identity_hashes_configs_and_weight_contents(tiny_audioldm2_dir, tmp_path):
     a = AudioLDM2(checkpoint=str(tiny_audioldm2_dir)).identity()
     copy = tmp_path / "copy"
     shutil.copytree(tiny_audioldm2_dir, copy)
@@ -128,8 +128,13 @@ def test_identity_hashes_configs_and_weight_sizes(tiny_audioldm2_dir, tmp_path):
     data["beta_end"] = 0.02
     cfg.write_text(json.dumps(data))
     assert AudioLDM2(checkpoint=str(copy)).identity()["content_hash"] != a["content_hash"]
-    full = AudioLDM2(checkpoint=str(tiny_audioldm2_dir), hash_weights=True).identity()
-    assert full["content_hash"] != a["content_hash"] and full["hashed"] == "all bytes"
+    # a fine-tune saved over the weights: same names and sizes, new identity (issue #9)
+    before = AudioLDM2(checkpoint=str(copy)).identity()["content_hash"]
+    weights = sorted(p for p in (copy / "unet").iterdir() if p.suffix in (".safetensors", ".bin"))
+    raw = bytearray(weights[0].read_bytes())
+    raw[-8] ^= 1
+    weights[0].write_bytes(bytes(raw))
+    assert AudioLDM2(checkpoint=str(copy)).identity()["content_hash"] != before
 
 
 def test_bad_params_and_missing_checkpoint(tiny_audioldm2_dir, tmp_path):
@@ -167,3 +172,22 @@ def test_registered_through_the_entry_point():
 
     info = plugins.get("model", "audioldm2")
     assert info.family == "diffusion" and info.load() is AudioLDM2
+
+
+# -- hostile checkpoints (issue #15): nothing in a pickle runs --------------------------------
+
+
+@pytest.mark.slow
+def test_code_pickled_into_a_component_never_runs(tmp_path, tiny_audioldm2_dir):
+    import hostile
+
+    d = tmp_path / "ldm2"
+    shutil.copytree(tiny_audioldm2_dir, d)
+    for f in (d / "unet").glob("*.safetensors"):
+        f.unlink()
+    marker = tmp_path / "ran"
+    hostile.code_pickle(d / "unet" / "diffusion_pytorch_model.bin", marker, "zip")
+    with pytest.raises(ModelLoadError, match="AudioLDM2 unet weights"):
+        AudioLDM2(checkpoint=str(d)).m
+    assert not marker.exists()
+

@@ -102,7 +102,24 @@ def test_cached_and_keyed_by_params_and_data(canary, clip_folder, monkeypatch):
     samples = canary._train_samples()
     assert _canary(clip_folder, steps=26).cache_key(samples) != canary.cache_key(samples)
     assert _canary(clip_folder, threads=1).cache_key(samples) == canary.cache_key(samples)
-    assert canary.identity()["canary"]["steps"] == TINY["steps"]
+
+
+def test_identity_is_the_weights_content_so_a_copied_cache_is_reused(canary, tmp_path):
+    """Issue #15: the identity held the canary's absolute path inside the cache, so a copied
+    cache recomputed every feature. Now it is the files' content hashes: the same for the
+    folder loaded from anywhere with the audiogen plugin."""
+    import shutil
+
+    from plugins.models._audiogen_impl import AudioGenModel
+
+    d = canary.checkpoint_dir()
+    ident = canary.identity()
+    assert str(d) not in json.dumps(ident) and str(d.parent) not in json.dumps(ident)
+    copy = tmp_path / "copied-cache" / d.name
+    shutil.copytree(d, copy)
+    other = AudioGenModel(checkpoint=str(copy), t5=str(copy / "t5"),
+                          segment_seconds=TINY["segment_seconds"])
+    assert other.identity() == ident
 
 
 def test_bad_params_are_refused(clip_folder):

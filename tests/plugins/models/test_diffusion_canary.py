@@ -129,3 +129,20 @@ def test_overfit_canary_separates_members(ref):
         ctx.outputs = c.provide(s, a.needs(), ctx)
         losses[split] = a.extract(ctx)["denoising-loss"]
     assert losses["members"].mean() < losses["nonmembers"].mean()
+
+
+def test_code_pickled_into_a_cached_component_never_runs(ref, tmp_path):
+    import hostile
+
+    from harness.errors import ModelLoadError
+
+    canary = DiffusionCanary(train_data=ref, **TINY)
+    folder = tmp_path / "canary"
+    for part in ("unet", "vae", "text_encoder"):
+        (folder / part).mkdir(parents=True)
+        (folder / part / "config.json").write_text("{}")
+    marker = tmp_path / "ran"
+    hostile.code_pickle(folder / "vae" / "diffusion_pytorch_model.bin", marker, "legacy")
+    with pytest.raises(ModelLoadError, match="diffusion canary vae weights"):
+        canary.load(folder)
+    assert not marker.exists()

@@ -155,26 +155,71 @@ def test_loads_a_lightning_checkpoint_strictly(tmp_path):
     assert torch.equal(model.out_layer.weight, ref["out_layer.weight"])
 
 
+def _fake_modules(names: dict[str, dict]):
+    """Install modules ``{dotted name: {attr: obj}}`` (and their parent packages) so objects
+    pickle under the real Lightning names; returns a function that removes them again."""
+    added = []
+    for dotted, attrs in names.items():
+        parts = dotted.split(".")
+        for i in range(1, len(parts) + 1):
+            name = ".".join(parts[:i])
+            if name not in sys.modules:
+                sys.modules[name] = types.ModuleType(name)
+                added.append(name)
+        for attr, obj in attrs.items():
+            obj.__module__, obj.__qualname__ = dotted, attr
+            setattr(sys.modules[dotted], attr, obj)
+
+    def remove():
+        for name in added:
+            sys.modules.pop(name, None)
+    return remove
+
+
 def test_checkpoint_with_lightning_objects_loads_without_lightning(tmp_path):
-    # a callback state pickled with a class from a package that is not installed here
-    mod = types.ModuleType("fake_lightning_callbacks")
+    # hyper_parameters as Lightning's AttributeDict and an old (< 1.5) callbacks dict keyed by
+    # the callback class: the allow-listed names load as inert stand-ins, pytorch_lightning absent
+    class AttributeDict(dict):
+        pass
 
     class ModelCheckpoint:
         pass
 
-    ModelCheckpoint.__module__ = mod.__name__
-    ModelCheckpoint.__qualname__ = "ModelCheckpoint"
-    mod.ModelCheckpoint = ModelCheckpoint
-    sys.modules[mod.__name__] = mod
+    remove = _fake_modules({
+        "pytorch_lightning.utilities.parsing": {"AttributeDict": AttributeDict},
+        "pytorch_lightning.callbacks.model_checkpoint": {"ModelCheckpoint": ModelCheckpoint}})
     try:
-        cb = ModelCheckpoint()
-        cb.best_model_path = "/x.ckpt"
-        path = write_ckpt(tmp_path / "a.ckpt", TINY, extra={"callbacks": {ModelCheckpoint: cb}})
+        path = write_ckpt(tmp_path / "a.ckpt", TINY, extra={
+            "hyper_parameters": AttributeDict(TINY),
+            "callbacks": {ModelCheckpoint: {"best_model_path": "/x.ckpt"}}})
     finally:
-        del sys.modules[mod.__name__]
-    with pytest.raises(Exception):
-        torch.load(path, weights_only=False)
+        remove()
     model, _ = fi.load_seq2seq(path)
+    assert model.context_size == TINY["context_size"]
+
+
+def test_checkpoint_with_other_objects_is_refused_with_the_conversion_command(tmp_path):
+    class Callback:
+        pass
+
+    remove = _fake_modules({"fake_lightning_callbacks": {"Callback": Callback}})
+    try:
+        cb = Callback()
+        cb.best_model_path = "/x.ckpt"
+        path = write_ckpt(tmp_path / "a.ckpt", TINY, extra={"callbacks": {"cb": cb}})
+    finally:
+        remove()
+    with pytest.raises(ModelLoadError) as err:
+        fi.load_seq2seq(path)
+    msg = str(err.value)
+    assert "'fake_lightning_callbacks.Callback'" in msg and "python -m harness.safeload" in msg
+    assert "\n" not in msg
+    # the documented conversion (for a trusted file) makes it loadable
+    from harness import safeload
+
+    out = tmp_path / "a.safe.ckpt"
+    assert safeload.main([path, str(out), "--trust"]) == 0
+    model, _ = fi.load_seq2seq(out)
     assert model.context_size == TINY["context_size"]
 
 
@@ -291,7 +336,7 @@ def test_figaro_with_vq_vae_codes(tmp_path, two_midis):
     assert torch.allclose((g[:, None] - book[None]).norm(dim=-1).min(1).values,
                           torch.zeros(len(g)), atol=1e-5)
     ident = model.identity()
-    assert ident["vae_blake2b"] and ident["checkpoint_blake2b"] != ident["vae_blake2b"]
+    assert ident["vae_sha256"] and ident["checkpoint_sha256"] != ident["vae_sha256"]
     bad_vae = write_ckpt(tmp_path / "vq-vae-16.ckpt", dict(TINY_VAE, d_latent=16), vae=True)
     with pytest.raises(ModelLoadError, match="d_latent"):
         fi.load_seq2seq(ckpt, bad_vae)
@@ -318,3 +363,30 @@ def test_reduced_precision_scores_stay_close(tmp_path, two_midis):
         "token_stats/conditional"][0]
     assert len(half) == len(full)
     assert abs(half.logprob.mean() - full.logprob.mean()) < 0.05
+
+
+# -- hostile checkpoints (issue #15): nothing in a pickle runs --------------------------------
+
+
+def test_code_pickled_into_a_checkpoint_never_runs(tmp_path):
+    import hostile
+
+    for kind in hostile.PICKLE_KINDS:
+        marker = tmp_path / f"ran-{kind}"
+        ckpt = hostile.code_pickle(tmp_path / f"{kind}.ckpt", marker, kind)
+        with pytest.raises(ModelLoadError, match="FIGARO checkpoint"):
+            fi.FigaroModel(checkpoint=ckpt).load()
+        with pytest.raises(ModelLoadError, match="VQ-VAE"):
+            fi.read_checkpoint(ckpt, "VQ-VAE checkpoint")
+        assert not marker.exists()
+
+
+
+def test_symbolic_canary_loads_through_figaro():
+    from plugins.models._figaro_impl import FigaroModel
+    from plugins.models._symbolic_canary_impl import SymbolicCanary
+
+    # the canary's only checkpoint reader is FIGARO's (tested above with hostile pickles)
+    assert issubclass(SymbolicCanary, FigaroModel)
+    assert SymbolicCanary.load is FigaroModel.load
+

@@ -198,3 +198,21 @@ def test_registered_through_the_entry_point():
 
     info = plugins.get("model", "tango")
     assert info.family == "diffusion" and info.load() is Tango
+
+
+# -- hostile checkpoints (issue #15): nothing in a pickle runs --------------------------------
+
+
+@pytest.mark.slow
+def test_code_pickled_into_a_weights_file_never_runs(tmp_path, tiny_tango_dir):
+    import hostile
+
+    for name in ("pytorch_model_stft.bin", "pytorch_model_vae.bin", "pytorch_model_main.bin"):
+        d = tmp_path / name
+        shutil.copytree(tiny_tango_dir, d)
+        marker = tmp_path / f"ran-{name}"
+        hostile.code_pickle(d / name, marker, "legacy")
+        with pytest.raises(ModelLoadError, match=name):
+            make(d).m
+        assert not marker.exists()
+
