@@ -189,15 +189,27 @@ def _load_problems() -> list[str]:
 
 
 @cli.command()
-@click.option("--experiment", default=None, help="MLflow experiment (default: the most recent).")
-@click.option("--tracking-uri", default="sqlite:///mlflow.db", show_default=True)
+@click.argument("suite_file", required=False, type=click.Path(dir_okay=False))
+@click.option("--experiment", default=None,
+              help="MLflow experiment (default: the suite's, else the most recent).")
+@click.option("--tracking-uri", default=None,
+              help="Default: the suite's mlflow.tracking_uri, else sqlite:///mlflow.db.")
 @click.option("--format", "fmt", type=click.Choice(["md", "csv"]), default="md", show_default=True)
 @click.option("--all-runs", is_flag=True, help="Use every suite run, newest result per cell.")
 @click.option("--run", "run_id", default=None, help="A specific parent (suite) run id.")
-def report(experiment, tracking_uri, fmt, all_runs, run_id):
-    """Paper-style tables (attacks × models, AUC and TPR@1%FPR ± std; DI minimum n) from MLflow."""
+def report(suite_file, experiment, tracking_uri, fmt, all_runs, run_id):
+    """Paper-style tables (attacks × models, AUC and TPR@1%FPR ± std; DI minimum n) from MLflow.
+
+    With SUITE_FILE, the store and experiment are the ones that suite logs to."""
     from .report import report as make_report
 
+    if suite_file is not None:
+        from . import suite as suite_mod
+
+        s, _ = suite_mod.load(suite_file)
+        tracking_uri = tracking_uri or s.mlflow.tracking_uri
+        experiment = experiment or s.mlflow.experiment or s.name
+    tracking_uri = tracking_uri or "sqlite:///mlflow.db"
     click.echo(make_report(tracking_uri, experiment, fmt=fmt,
                            run="all" if all_runs else run_id))
 

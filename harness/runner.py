@@ -17,6 +17,7 @@ process keeps scoring, evaluating and logging.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import secrets
 import subprocess
@@ -506,4 +507,10 @@ def log_to_mlflow(out_dir: Path, suite: Suite, echo: Echo) -> str | None:
         echo(f"warning: {exc}")
         return None
     echo(f"[log] MLflow run {run_id} at {suite.mlflow.tracking_uri}")
+    from .tracking import MARKER, leaderboard_url, ui_command
+
+    marker = json.loads((out_dir / MARKER).read_text())
+    if ui_command(suite.mlflow.tracking_uri):
+        echo(f"[log] browse: {ui_command(suite.mlflow.tracking_uri)}")
+    echo(f"[log] leaderboard: {leaderboard_url(suite.mlflow.tracking_uri, marker['experiment_id'])}")
     return run_id

@@ -201,6 +201,12 @@ def _artifact_location(uri: str, experiment: str) -> str | None:
     return (db.resolve().parent / "mlartifacts" / sanitize_component(experiment)).as_uri()
 
 
+#: MLflow 3's UI opens an experiment on the GenAI overview ("Traces 0") unless this tag says
+#: what kind of work it holds; "custom_model_development" opens it on the runs table.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+UI_PORT = 5000
+
+
 def _experiment_id(client, uri: str, name: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
@@ -208,14 +214,38 @@ def _experiment_id(client, uri: str, name: str) -> str:
             raise HarnessError(
                 f"MLflow experiment '{name}' is deleted; restore it (`mlflow experiments restore "
                 f"--experiment-id {exp.experiment_id}`) or log under another name (--experiment)")
+        if EXPERIMENT_KIND[0] not in exp.tags:
+            client.set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND)
         return exp.experiment_id
     try:
-        return client.create_experiment(name, artifact_location=_artifact_location(uri, name))
+        return client.create_experiment(name, artifact_location=_artifact_location(uri, name),
+                                        tags=dict([EXPERIMENT_KIND]))
     except Exception:
         exp = client.get_experiment_by_name(name)  # created meanwhile by another process
         if exp is None:
             raise
         return exp.experiment_id
+
+
+def ui_command(uri: str, port: int = UI_PORT) -> str:
+    """The command that serves this store's UI (artifacts are read from beside the store)."""
+    uri = normalize_uri(uri)
+    if uri.startswith(("http://", "https://")):
+        return ""
+    return f"mlflow ui --backend-store-uri '{uri}' --port {port}"
+
+
+def leaderboard_url(uri: str, experiment_id: str, port: int = UI_PORT,
+                    target_fpr: float = 0.01) -> str:
+    """The runs view of the experiment filtered to MIA cells, best AUC first."""
+    from urllib.parse import quote
+
+    uri = normalize_uri(uri)
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else \
+        f"http://127.0.0.1:{port}"
+    query = (f"searchFilter={quote('tags.kind = ' + chr(34) + 'mia' + chr(34))}"
+             f"&orderByKey={quote('metrics.`auc`')}&orderByAsc=false")
+    return f"{base}/#/experiments/{experiment_id}/runs?{query}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -312,3 +312,25 @@ def test_roc_curve_and_plot(tmp_path):
     out = pvalue_plot(tmp_path / "p.png", rows, alpha=0.01, null_per_n=rows, min_n=8)
     assert out.read_bytes()[:4] == b"\x89PNG"
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_experiment_opens_on_runs_and_leaderboard_url(logged):
+    from urllib.parse import parse_qs, urlsplit
+
+    from mlflow import MlflowClient
+
+    from harness.tracking import EXPERIMENT_KIND, leaderboard_url, ui_command
+
+    uri, d, run_id = logged
+    exp = MlflowClient(uri).get_experiment_by_name("demo")
+    assert exp.tags[EXPERIMENT_KIND[0]] == "custom_model_development"
+    url = leaderboard_url(uri, exp.experiment_id)
+    assert url.startswith(f"http://127.0.0.1:5000/#/experiments/{exp.experiment_id}/runs?")
+    q = parse_qs(urlsplit(url.split("#", 1)[1]).query)
+    assert q == {"searchFilter": ['tags.kind = "mia"'], "orderByKey": ["metrics.`auc`"],
+                 "orderByAsc": ["false"]}
+    # the filter in the URL is one MLflow accepts and finds the MIA cells with
+    assert len(search(uri, "demo", q["searchFilter"][0])) == 3
+    assert ui_command(uri) == f"mlflow ui --backend-store-uri '{uri}' --port 5000"
+    assert leaderboard_url("http://mlflow.example:8080/", "7").startswith(
+        "http://mlflow.example:8080/#/experiments/7/runs?")
