@@ -100,15 +100,38 @@ def suite_options(f):
 @click.option("--keep-going/--fail-fast", default=True, show_default=True,
               help="A model that fails at run time is listed at the end (and in results.json) "
                    "while the other models' cells still run; --fail-fast stops at once.")
-def run(suite_file, overrides, limit, device, no_log, keep_going):
+@click.option("--shard", default=None, metavar="I/K",
+              help="Only extract shard I of K of every cell into the feature cache (no scoring, "
+                   "no MLflow), e.g. a Slurm array task; a run without --shard then scores.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default=None,
+              help="Where features are extracted (suite key 'executor'; default local).")
+@click.option("--address", default=None, metavar="ADDR",
+              help="Ray cluster for --executor ray: auto, ray://host:10001 (default: start one "
+                   "here).")
+def run(suite_file, overrides, limit, device, no_log, keep_going, shard, executor, address):
     """Run SUITE_FILE: extract features, score, evaluate MIA and DI, log to MLflow.
 
     Exits 1 when a model failed (its cells are missing from the results)."""
     from . import runner, suite as suite_mod
 
-    s, text = suite_mod.load(suite_file, list(overrides), limit, device)
+    overrides = list(overrides)
+    if executor is not None:
+        overrides.append(f"executor={executor}")
+    if address is not None:
+        overrides.append(f"ray.address={json.dumps(address)}")
+    s, text = suite_mod.load(suite_file, overrides, limit, device)
+    if address is not None and s.executor != "ray":
+        raise click.UsageError("--address is the Ray cluster of --executor ray")
     for w in suite_mod.check_plugins(s, text, suite_file) + _load_problems():
         click.echo(f"warning: {w}", err=True)
+    if shard is not None:
+        from . import extract, shards
+
+        if s.executor != "local":
+            raise click.UsageError("--shard extracts one shard in this process; it does not "
+                                   "combine with executor ray (Ray shards the cells itself)")
+        extract.run_shard(s, shards.parse(shard))
+        return
     out = runner.run(s, text, log=not no_log, keep_going=keep_going)
     from .summary import console_summary
 

@@ -241,3 +241,13 @@ def get(kind: str, name: str) -> PluginInfo:
 
 def all_plugins() -> list[PluginInfo]:
     return [info for kind in KINDS for info in registry(kind).values()]
+
+
+def shippable() -> tuple[list[tuple[str, Any]], list[str]]:
+    """What another process needs to see the plugins this one sees: the objects registered with
+    ``register`` (not from entry points), by name, and the third-party distributions loaded from
+    entry points (for ``HARNESS_LOAD_PLUGINS`` there)."""
+    load_plugins()
+    objects = [(name, obj) for name, obj in pm.list_name_plugin() if name not in _provenance]
+    dists = sorted({d for d, _ in _provenance.values() if d != OWN_DISTRIBUTION})
+    return objects, dists

@@ -10,8 +10,10 @@
 - log: ``results.json`` is written first; only then is MLflow touched (single writer), so an
   unreachable tracking server loses nothing.
 
-Designed so a future Ray executor can farm out ``extract_cell`` per (model, data) cell while this
-process keeps scoring, evaluating and logging.
+Extraction can also happen elsewhere first (``harness.executors``: Ray tasks per shard of each
+cell, or ``harness run --shard i/k`` under a scheduler, both via ``harness.extract``); the loop
+below then finds every feature in the cache and makes no model pass, while this process alone
+scores, evaluates and logs.
 """
 
 from __future__ import annotations
@@ -30,13 +32,17 @@ from typing import Callable
 import numpy as np
 
 from . import __version__, atomic, plugins
+from .batching import AutoBatch, batch_size_for, is_oom
 from .cache import FeatureCache, sample_hash
 from .contracts import Attack, BatchContext, FeatureSpec, Model, Sample
 from .errors import ConfigError, HarnessError
 from .progress import stderr_echo as _stderr
+from .shards import Shard, canonical_batches
 from .suite import Suite
 
 Echo = Callable[[str], None]
+#: ``progress(n_samples, computed)``: samples found in the cache (False) or just computed (True)
+Progress = Callable[[int, bool], None]
 
 
 
@@ -202,46 +208,73 @@ def cache_inputs(suite: Suite, model_name: str, model: Model, model_info, identi
 
 
 def extract_split(model: Model, runs: list[AttackRun], caches: list[FeatureCache],
-                  samples: list[Sample], hashes: dict[str, str], batch_size: int, seed: int,
-                  label: str, echo: Echo) -> dict[str, dict[str, np.ndarray]]:
-    """Features of every attack for ``samples`` (from cache, computing what is missing)."""
+                  samples: list[Sample], hashes: dict[str, str], batch_size: int | AutoBatch,
+                  seed: int, label: str, echo: Echo, progress: Progress | None = None,
+                  shard: Shard | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Features of every attack for ``samples`` (from cache, computing what is missing), or,
+    given a ``shard``, only that shard's batches into the cache (then returns {}).
+
+    Batches are always the same consecutive chunks of ``samples`` (``harness.shards``), whatever
+    is cached or sharded, so a resumed, sharded or distributed run feeds the model exactly the
+    batches one plain run does: bit-identical features even where a model's arithmetic depends
+    on the batch it is in. ``progress(n, computed)`` hears of every sample as it is found cached
+    or computed."""
     names = [[s.name for s in r.specs] for r in runs]
     found, missing = [], []
     for cache, fnames in zip(caches, names):
         f, m = cache.lookup(hashes, fnames)
         found.append(f)
         missing.append(set(m))
-    todo = [s for s in samples if any(s.id in m for m in missing)]
+    size = int(batch_size)
+    mine = canonical_batches(samples, size, shard)
+    todo = [b for b in mine if any(s.id in m for s in b for m in missing)]
+    n_todo, n_mine = sum(map(len, todo)), sum(map(len, mine))
+    if progress is not None and n_mine > n_todo:
+        progress(n_mine - n_todo, False)
     if todo:
-        cached = len(samples) - len(todo)
-        echo(f"[extract] {label}: {len(todo)} to compute"
-             + (f", {cached} from cache" if cached else ""))
-    n_batches = (len(todo) + batch_size - 1) // batch_size
-    if not n_batches:
-        return _gather(runs, found, names, samples)
+        echo(f"[extract] {label}: {n_todo} to compute"
+             + (f", {n_mine - n_todo} from cache" if n_mine > n_todo else ""))
     from .progress import bar
 
-    with bar(n_batches, f"[extract] {label}", echo) as progress:
-        for b in range(n_batches):
-            batch = todo[b * batch_size:(b + 1) * batch_size]
+    with bar(len(todo), f"[extract] {label}", echo) as pbar:
+        b = 0
+        while b < len(todo):
+            batch = todo[b]
             ids = [s.id for s in batch]
             active = [i for i, m in enumerate(missing) if any(sid in m for sid in ids)]
             needs: set[str] = set()
             for i in active:
                 needs |= set(runs[i].attack.needs())
-            ctx = BatchContext(model, batch, seed, attacks={runs[i].plugin for i in active})
-            ctx.outputs = dict(model.provide(batch, needs, ctx))
-            for i in active:
-                feats = runs[i].attack.extract(ctx)
-                _check_features(runs[i], feats, len(batch))
-                caches[i].write(ids, [hashes[s] for s in ids], feats)
+            oom = None
+            try:
+                ctx = BatchContext(model, batch, seed, attacks={runs[i].plugin for i in active})
+                ctx.outputs = dict(model.provide(batch, needs, ctx))
+                feats = [runs[i].attack.extract(ctx) for i in active]
+            except Exception as exc:
+                if not (isinstance(batch_size, AutoBatch) and is_oom(exc)):
+                    raise
+                oom = f"{type(exc).__name__}: {exc}"
+            if oom is not None:  # outside the except: the traceback's tensors are released
+                ctx = None
+                size = batch_size.shrink(oom, label, echo)  # and cut the rest again at that size
+                todo = todo[:b] + [c for c in canonical_batches(samples, size, shard)
+                                   if any(s.id in m for s in c for m in missing)]
+                pbar.total = len(todo)
+                continue
+            for i, f in zip(active, feats):
+                _check_features(runs[i], f, len(batch))
+                caches[i].write(ids, [hashes[s] for s in ids], f)
+                missing[i] -= set(ids)
                 for j, sid in enumerate(ids):
-                    found[i][sid] = {n: float(feats[n][j]) for n in names[i]}
-            progress.update(1)
-    return _gather(runs, found, names, samples)
-
-
-def _gather(runs, found, names, samples) -> dict[str, dict[str, np.ndarray]]:
+                    found[i][sid] = {n: float(f[n][j]) for n in names[i]}
+            if isinstance(batch_size, AutoBatch):
+                batch_size.remember()
+            if progress is not None:
+                progress(len(batch), True)
+            b += 1
+            pbar.update(1)
+    if shard is not None:
+        return {}
     out = {}
     for r, f, fnames in zip(runs, found, names):
         out[r.label] = {n: np.array([f[s.id][n] for s in samples], dtype=np.float64)
@@ -262,12 +295,14 @@ def _check_features(run: AttackRun, feats: dict, n: int) -> None:
 
 
 def extract_cell(suite: Suite, model_name: str, model: Model, model_info, identity: dict,
-                 runs: list[AttackRun], cell: CellData, batch_size: int, cache_root: Path,
-                 label: str, echo: Echo) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+                 runs: list[AttackRun], cell: CellData, batch_size: int | AutoBatch,
+                 cache_root: Path, label: str, echo: Echo, progress: Progress | None = None,
+                 shard: Shard | None = None) -> dict[str, dict[str, dict[str, np.ndarray]]]:
     """Stage 1 for one (model, data) cell: {side: {attack label: {feature: values}}}.
 
     Everything it needs is explicit and its output is also on disk (the feature cache), so a
-    distributed executor can run one cell per task and the driver re-reads the cache."""
+    ``shard`` of it can run in any process (``harness.extract``) and the driver re-reads the
+    cache."""
     feats = {}
     for side, samples, hashes in (("members", cell.members, cell.member_hashes),
                                   ("nonmembers", cell.nonmembers, cell.nonmember_hashes)):
@@ -275,7 +310,7 @@ def extract_cell(suite: Suite, model_name: str, model: Model, model_info, identi
             suite, model_name, model, model_info, identity, r, cell.refs[side]), echo=echo)
             for r in runs]
         feats[side] = extract_split(model, runs, caches, samples, hashes, batch_size, suite.seed,
-                                    f"{label} {side}", echo)
+                                    f"{label} {side}", echo, progress, shard)
     return feats
 
 
@@ -406,6 +441,12 @@ def _git_commit() -> str | None:
         return None
 
 
+def resolve_cache_root(suite: Suite) -> Path:
+    """The feature cache every process of a run shares (an absolute path)."""
+    return Path(suite.cache_dir or os.environ.get("HARNESS_CACHE_DIR")
+                or ".harness-cache").expanduser().resolve()
+
+
 def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = True,
         keep_going: bool = True) -> Path:
     """Run every (model, data) cell of the suite; returns the results directory.
@@ -420,8 +461,7 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
     check_needs(suite)
 
     torch.manual_seed(suite.seed)
-    cache_root = Path(suite.cache_dir or os.environ.get("HARNESS_CACHE_DIR")
-                      or ".harness-cache").expanduser().resolve()
+    cache_root = resolve_cache_root(suite)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = Path(suite.output_dir) / suite.name / f"{stamp}-{secrets.token_hex(3)}"
     results = {
@@ -434,6 +474,10 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
     score_files: dict[str, dict] = {}
     with _env("HARNESS_CACHE_DIR", str(cache_root)):
         data_cache = load_all_data(suite, echo)
+        from .executors import extract_elsewhere
+
+        # a distributed executor fills the feature cache first; the loop below then only reads it
+        extract_elsewhere(suite, cache_root, echo)
         for model_name in suite.models:
             try:
                 echo(f"[model] loading {model_name}")
@@ -445,7 +489,8 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
                     echo(f"warning: no attack in the suite applies to model '{model_name}' "
                          f"({family})")
                     continue
-                batch_size = suite.models[model_name].batch_size or suite.batch_size
+                batch_size = batch_size_for(suite, model_name, model, model_info, identity,
+                                            cache_root)
                 for data_name in suite.data_for(model_name):
                     cell = data_cache[data_name]
                     feats = extract_cell(suite, model_name, model, model_info, identity, runs,

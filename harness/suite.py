@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
+                      field_validator)
 
 from .errors import SuiteError, did_you_mean
 
@@ -49,7 +50,8 @@ class ModelEntry(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     #: names of ``data`` entries to audit this model on (default: all)
     data: list[str] | None = None
-    batch_size: int | None = Field(default=None, gt=0)
+    #: "auto": the largest that fits on the CUDA card (halved on OOM, remembered in the cache)
+    batch_size: PositiveInt | Literal["auto"] | None = None
 
 
 class AttackEntry(_Strict):
@@ -115,12 +117,37 @@ class MLflowConfig(_Strict):
     experiment: str | None = None
 
 
+class Resources(_Strict):
+    """What one Ray task of a model reserves (fractional GPUs let small models share a card)."""
+
+    num_cpus: float | None = Field(default=None, gt=0)
+    num_gpus: float | None = Field(default=None, ge=0)
+
+
+class RayConfig(_Strict):
+    """``executor: ray``: one task per shard of each (model, data) cell; the driver scores."""
+
+    #: None starts a Ray instance on this machine; "auto" joins a running cluster; ray://host:port
+    address: str | None = None
+    #: per task; also its torch threads
+    num_cpus: float = Field(default=1, gt=0)
+    #: per task; default 1 when the suite's device is CUDA, else 0
+    num_gpus: float | None = Field(default=None, ge=0)
+    #: how often a task whose worker died (preempted, killed) is rerun; finished samples are cached
+    max_retries: int = Field(default=3, ge=0)
+    #: shards per cell; default one per task slot of the cluster
+    shards: int | None = Field(default=None, ge=1)
+    #: per-model overrides of num_cpus / num_gpus, by model entry name
+    models: dict[str, Resources] = Field(default_factory=dict)
+
+
 class Suite(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     description: str = ""
     seed: int = 0
     device: str = "cpu"
-    batch_size: int = Field(default=8, gt=0)
+    #: samples per model call; "auto" as for a model entry
+    batch_size: PositiveInt | Literal["auto"] = 8
     #: feature cache, trained canaries, rendered data; default $HARNESS_CACHE_DIR or ./.harness-cache
     cache_dir: str | None = None
     output_dir: str = "results"
@@ -131,6 +158,10 @@ class Suite(_Strict):
     mia: MIAConfig = Field(default_factory=MIAConfig)
     di: DIConfig = Field(default_factory=DIConfig)
     mlflow: MLflowConfig = Field(default_factory=MLflowConfig)
+    #: where features are extracted: in this process, or on Ray workers (the cache_dir must then
+    #: be a path every worker shares)
+    executor: Literal["local", "ray"] = "local"
+    ray: RayConfig = Field(default_factory=RayConfig)
 
     def data_for(self, model_name: str) -> list[str]:
         entry = self.models[model_name]
@@ -460,6 +491,9 @@ def _check_references(suite: Suite, root, source: str) -> None:
             fail("members and nonmembers are the same source, split and params, so every "
                  "sample would carry both labels; point them at disjoint splits (or set "
                  "allow_overlap: true to measure it anyway)", ("data", dname, "nonmembers"))
+    for mname in suite.ray.models:
+        if mname not in suite.models:
+            fail(did_you_mean("model entry", mname, suite.models), ("ray", "models", mname))
     seen: dict[str, int] = {}
     for i, a in enumerate(suite.attacks):
         for m in a.models or []:

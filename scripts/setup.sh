@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up (or refresh) the project's virtual environment on a fresh machine: Debian packages for
-# the offline canary data, torch/torchaudio, the project (editable) and audiocraft.
+# the offline canary data, torch/torchaudio, the project (editable, with the optional Ray
+# executor, whose tests CI runs) and audiocraft.
 # Idempotent: a stamp keyed on this script and pyproject.toml skips work that is already done.
 #
 # Environment knobs:
@@ -47,7 +48,7 @@ PIP="$VENV/bin/python -m pip"
 echo "[setup] installing $TORCH_SPEC"
 $PIP install -q $TORCH_SPEC
 echo "[setup] installing the project"
-$PIP install -q -e '.[dev,audiocraft]'
+$PIP install -q -e '.[dev,audiocraft,ray]'
 # audiocraft's metadata pins torch 2.1 and old xformers/av; its real runtime dependencies are the
 # [audiocraft] extra above, so the package itself goes in without its stale pins.
 echo "[setup] installing audiocraft (--no-deps)"

@@ -110,3 +110,22 @@ def test_readme_suite_example_is_a_valid_suite():
     s = suite_mod.loads(text, source="README.md")
     assert suite_mod.check_plugins(s, text, "README.md") == []
     assert any(a.models for a in s.attacks)
+
+
+def test_readme_ray_fragment_fits_the_suite_example():
+    """The README's `executor: ray` fragment, merged into its suite example, validates."""
+    import textwrap
+
+    import yaml
+
+    from harness import suite as suite_mod
+
+    readme = (DOC.parents[1] / "README.md").read_text()
+    # fences indented in a list item count too
+    yamls = [textwrap.dedent(b) for b in
+             re.findall(r"^[ \t]*```yaml\n(.*?)^[ \t]*```", readme, re.S | re.M)]
+    (example,) = [b for b in yamls if b.startswith("name: my-audit")]
+    (fragment,) = [b for b in yamls if b.startswith("executor: ray")]
+    raw = {**yaml.safe_load(example), **yaml.safe_load(fragment)}
+    s = suite_mod.loads(yaml.safe_dump(raw), source="README.md")
+    assert s.executor == "ray" and s.batch_size == "auto" and s.ray.models["tango"].num_gpus == 0.5

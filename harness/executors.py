@@ -1,0 +1,22 @@
+"""Where a run's features are extracted: ``local`` (the driver's own loop, the default) or
+``ray`` (one task per shard of each cell on Ray workers). Whatever the executor, the driver then
+scores from the shared feature cache, runs DI and is the only MLflow writer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .suite import Suite
+
+
+def extract_elsewhere(suite: Suite, cache_root: Path, echo) -> None:
+    """Fill the feature cache before the driver's loop, unless extraction is local (then the
+    loop extracts as it goes)."""
+    if suite.executor == "local":
+        return
+    if suite.executor == "ray":
+        from .ray_executor import extract
+
+        extract(suite, cache_root, echo)
+        return
+    raise AssertionError(f"unhandled executor {suite.executor!r}")  # the schema lists them
