@@ -493,6 +493,41 @@ def _log_di(client, exp_id: str, parent_id: str, entry: dict, stage: Path,
     return run_id
 
 
+def _log_overview(client, parent_id: str, uri: str, experiment: str, results_dir: Path,
+                  res: dict, stage: Path) -> None:
+    """The parent run's own artifacts: the report (markdown and CSV, as `harness report` prints
+    it for this run) and summary figures (one ROC per cell with every attack, one p-value vs n
+    per DI result), so the suite's outcome is on the run the UI lists first."""
+    from .plots import pvalue_plot, roc_summary_plot
+    from .report import report
+
+    art = stage / f"{parent_id}-overview"
+    for fmt in ("md", "csv"):
+        atomic.write_text(art / "report" / f"report.{fmt}",
+                          report(uri, experiment, fmt=fmt, run=parent_id) + "\n")
+    cells: dict[tuple, list] = {}
+    for entry in res["mia"]:
+        if entry.get("scores_file"):
+            cells.setdefault((entry["model"], entry["data"]), []).append(entry)
+    for (model, data), entries in cells.items():
+        curves = []
+        for e in entries:
+            sc = _load_scores(results_dir / e["scores_file"])
+            curves.append((e["attack"], sc["member_scores"], sc["nonmember_scores"]))
+        roc_summary_plot(art / "figures" / f"roc {sanitize_component(model)} × "
+                         f"{sanitize_component(data)}.png", curves, title=f"{model} × {data}",
+                         target_fpr=float(entries[0].get("target_fpr", 0.01)))
+    for e in res["di"]:
+        if e.get("per_n"):
+            pvalue_plot(art / "figures" / f"pvalue {sanitize_component(e['model'])} × "
+                        f"{sanitize_component(e['data'])} × "
+                        f"{sanitize_component(e['aggregator'])}.png", e["per_n"],
+                        alpha=float(e.get("alpha", 0.01)), null_per_n=e.get("null_per_n"),
+                        title=f"{e['model']} × {e['data']} × DI {e['aggregator']}",
+                        min_n=e.get("min_n"))
+    client.log_artifacts(parent_id, str(art))
+
+
 def _find_logged(client, exp_id: str, results_id: str) -> str | None:
     runs = client.search_runs(
         [exp_id], filter_string=f"tags.kind = 'suite' AND tags.`harness.results_id` = "
@@ -613,6 +648,7 @@ def log_results(results_dir: str | os.PathLike, tracking_uri: str = "sqlite:///m
                                  res.get("training"))
                     for entry in res["di"]:
                         _log_di(client, exp_id, parent_id, entry, stage, res.get("training"))
+                    _log_overview(client, parent_id, uri, experiment, results_dir, res, stage)
                 client.set_terminated(parent_id, "FINISHED")
     except DataError:
         _fail(client, parent_id)

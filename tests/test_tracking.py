@@ -334,3 +334,23 @@ def test_experiment_opens_on_runs_and_leaderboard_url(logged):
     assert ui_command(uri) == f"mlflow ui --backend-store-uri '{uri}' --port 5000"
     assert leaderboard_url("http://mlflow.example:8080/", "7").startswith(
         "http://mlflow.example:8080/#/experiments/7/runs?")
+
+
+def test_parent_run_carries_report_and_summary_figures(logged, tmp_path):
+    from mlflow import MlflowClient
+
+    uri, d, run_id = logged
+    client = MlflowClient(uri)
+    arts = {a.path for a in client.list_artifacts(run_id)}
+    assert {"report", "figures"} <= arts
+    assert {a.path for a in client.list_artifacts(run_id, "report")} == {
+        "report/report.md", "report/report.csv"}
+    md = open(client.download_artifacts(run_id, "report/report.md", str(tmp_path))).read()
+    from harness.report import report
+
+    assert md.rstrip("\n") == report(uri, "demo", run=run_id)
+    figs = sorted(a.path for a in client.list_artifacts(run_id, "figures"))
+    # one ROC per (model, data) cell with scores, one p-value plot per DI result
+    assert sum("/roc " in f for f in figs) >= 1 and sum("/pvalue " in f for f in figs) == 2
+    png = open(client.download_artifacts(run_id, figs[0], str(tmp_path)), "rb").read()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
