@@ -28,7 +28,7 @@ print(leaderboard_url(uri, e.experiment_id, port=port))
 PY
 )
 LOG=$(mktemp)
-"$VENV/bin/mlflow" ui --backend-store-uri "$URI" --host 127.0.0.1 --port "$PORT" >"$LOG" 2>&1 &
+"$VENV/bin/python" -m mlflow ui --backend-store-uri "$URI" --host 127.0.0.1 --port "$PORT" >"$LOG" 2>&1 &
 UI_PID=$!
 PROFILE=$(mktemp -d)
 cleanup() { kill "$UI_PID" 2>/dev/null || true; rm -rf "$PROFILE" "$LOG"; }
