@@ -173,6 +173,7 @@ def run_suite(suite: Mapping | str | Path, workdir: str | Path | None = None, *,
         if echo is not None:
             echo(msg)
 
-    out = runner.run(s, text, echo=_echo, log=log)
+    # fail fast: a plugin under test must raise its own error, not become a listed failure
+    out = runner.run(s, text, echo=_echo, log=log, keep_going=False)
     results = json.loads((out / "results.json").read_text())
     return SuiteResult(out, results, messages, warnings)
