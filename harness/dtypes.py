@@ -28,11 +28,15 @@ def check(name, where: str) -> str:
     return name
 
 
-def torch_dtype(name: str) -> "torch.dtype":
+def table() -> dict:
+    """{name: torch dtype} for every accepted name (imports torch)."""
     import torch
 
-    return {"float32": torch.float32, "float16": torch.float16,
-            "bfloat16": torch.bfloat16}[check(name, "dtype")]
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def torch_dtype(name: str) -> "torch.dtype":
+    return table()[check(name, "dtype")]
 
 
 def autocast(name: str, device: str):

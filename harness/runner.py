@@ -452,7 +452,8 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
     """Run every (model, data) cell of the suite; returns the results directory.
 
     Configuration problems (an attack needing an output its model lacks) stop the run before any
-    work. With ``keep_going`` a model that fails at run time (weights, memory, a plugin's bug) is
+    work. With ``keep_going`` a model that fails at run time (memory, a plugin's bug; not a named
+    ``HarnessError`` such as an unreadable or unsafe checkpoint, which stops the run) is
     recorded in ``results["failures"]`` and the other models' cells still run."""
     import torch
 
@@ -524,7 +525,9 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
                     results["training"][model_name] = training_summary(report)
                 del model
             except Exception as exc:  # noqa: BLE001 (keep-going: one model never stops the rest)
-                if not keep_going:
+                # a named input problem (an unsafe or broken checkpoint, bad data) is the user's
+                # to fix and stops the run with nothing written; keep-going is for the rest
+                if not keep_going or isinstance(exc, HarnessError):
                     raise
                 msg = f"{type(exc).__name__}: {exc}"
                 results["failures"].append({"model": model_name, "error": msg})

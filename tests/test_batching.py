@@ -85,7 +85,7 @@ def test_oom_at_batch_size_one_is_a_named_error(tmp_path, small_card):
 
 def test_fixed_batch_size_does_not_swallow_oom(tmp_path, small_card):
     with pytest.raises(torch.cuda.OutOfMemoryError):
-        runner.run(_suite(tmp_path, 16), log=False, echo=lambda m: None)
+        runner.run(_suite(tmp_path, 16), log=False, echo=lambda m: None, keep_going=False)
 
 
 def test_remembered_per_model_and_device(tmp_path):

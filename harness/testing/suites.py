@@ -142,13 +142,15 @@ def _as_text(suite: Mapping | str | Path) -> tuple[str, str]:
 
 def run_suite(suite: Mapping | str | Path, workdir: str | Path | None = None, *,
               overrides: Sequence[str] = (), log: bool = False,
-              echo=None) -> SuiteResult:
+              echo=None, keep_going: bool = False) -> SuiteResult:
     """Validate and run a suite given as a dict, YAML text or a ``.yaml`` path; return its results.
 
     ``workdir`` (default: a new temporary directory) holds the feature cache, the results and the
     MLflow store unless the suite sets ``cache_dir``, ``output_dir`` or ``mlflow.tracking_uri``.
     ``overrides`` are ``--set`` strings. ``log=True`` logs to MLflow as ``harness run`` does.
     Raises the same named errors as ``harness run`` (``SuiteError`` naming the bad key...).
+    A plugin's own exception propagates (``keep_going=False``, unlike the CLI's default), so an
+    author's test sees its traceback.
     """
     from .. import runner
     from .. import suite as suite_mod
@@ -173,7 +175,6 @@ def run_suite(suite: Mapping | str | Path, workdir: str | Path | None = None, *,
         if echo is not None:
             echo(msg)
 
-    # fail fast: a plugin under test must raise its own error, not become a listed failure
-    out = runner.run(s, text, echo=_echo, log=log, keep_going=False)
+    out = runner.run(s, text, echo=_echo, log=log, keep_going=keep_going)
     results = json.loads((out / "results.json").read_text())
     return SuiteResult(out, results, messages, warnings)

@@ -28,13 +28,13 @@ from typing import Sequence
 
 import numpy as np
 
-from .. import hookimpl
+from .. import dtypes, hookimpl
 from ..contracts import (TOKEN_STATS_CONDITIONAL, TOKEN_STATS_CONTRAST, AutoregressiveModel,
                          BatchContext, Dataset, DiffusionModel, Sample)
 from ..errors import ConfigError, DataError
 
 SPLITS = ("members", "nonmembers")
-DTYPES = ("float32", "float16", "bfloat16")
+DTYPES = dtypes.NAMES  # the harness-wide table (harness.dtypes)
 
 
 def _digest(*parts) -> str:

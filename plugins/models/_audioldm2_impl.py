@@ -47,6 +47,7 @@ from typing import Iterable, Sequence
 
 import torch
 
+from harness import dtypes
 from harness.checkpoints import files_hash
 from harness.contracts import DiffusionModel
 from harness.errors import ConfigError, ModelLoadError
@@ -56,7 +57,7 @@ from . import _audio
 # ---------------------------------------------------------------------------------------------
 # helpers shared with the TANGO plugin
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPES = dtypes.table()  # the harness-wide table (harness.dtypes)
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 
 

@@ -49,6 +49,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from harness import dtypes
 from harness.canary import shuffled_batches, train_steps, training_samples
 from harness.contracts import CONDITION, LATENTS, NULL_CONDITION, DiffusionModel
 from harness.errors import ConfigError, ModelLoadError
@@ -57,7 +58,7 @@ from . import _audio
 
 #: bump when training or the saved format changes (part of the cache key)
 CODE_VERSION = "1"
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPES = dtypes.table()  # the harness-wide table (harness.dtypes)
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
 DEFAULT_TRAIN_DATA = {"source": "folk-tunes", "split": "members", "params": {}}

@@ -23,12 +23,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from harness import dtypes
 from harness.contracts import TOKEN_STATS_CONDITIONAL, AutoregressiveModel, Sample
 from harness.errors import ConfigError, DataError, ModelLoadError
 
 from . import _figaro_remi as remi
 
-DTYPES = ("float32", "float16", "bfloat16")
+DTYPES = dtypes.NAMES  # the harness-wide table (harness.dtypes)
 
 
 # ---------------------------------------------------------------------------------------------
