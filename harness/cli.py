@@ -212,15 +212,60 @@ def _load_problems() -> list[str]:
 
 
 @cli.command()
-@click.option("--experiment", default=None, help="MLflow experiment (default: the most recent).")
-@click.option("--tracking-uri", default="sqlite:///mlflow.db", show_default=True)
+@click.option("--members", required=True, metavar="DIR|CSV",
+              help="Recordings the model was (suspected to be) trained on: a folder or a CSV "
+                   "manifest (columns path, caption, optional split).")
+@click.option("--nonmembers", required=True, metavar="DIR|CSV",
+              help="Recordings of the same kind the model cannot have seen.")
+@click.option("--model", required=True, help="A model plugin (see `harness plugins --kind "
+                                             "model`), e.g. diffusion-canary.")
+@click.option("--members-split", default=None, help="Split value for --members (a manifest's "
+                                                    "split column); default: all.")
+@click.option("--nonmembers-split", default=None, help="Split value for --nonmembers.")
+@click.option("--name", default="my-audit", show_default=True, help="Suite name.")
+@click.option("-o", "--output", default="suite.yaml", show_default=True,
+              type=click.Path(dir_okay=False), help="Where to write the suite ('-': stdout).")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(members, nonmembers, model, members_split, nonmembers_split, name, output, force):
+    """Write a commented starter suite that audits MODEL on your recordings."""
+    from pathlib import Path
+
+    from . import atomic
+    from .init_suite import starter_suite
+
+    text = starter_suite(members, nonmembers, model, name=name, members_split=members_split,
+                         nonmembers_split=nonmembers_split)
+    if output == "-":
+        click.echo(text, nl=False)
+        return
+    if Path(output).exists() and not force:
+        raise HarnessError(f"{output} exists; choose another --output or pass --force")
+    atomic.write_text(Path(output), text)
+    click.echo(f"wrote {output}; next: harness validate {output} && harness run {output}")
+
+
+@cli.command()
+@click.argument("suite_file", required=False, type=click.Path(dir_okay=False))
+@click.option("--experiment", default=None,
+              help="MLflow experiment (default: the suite's, else the most recent).")
+@click.option("--tracking-uri", default=None,
+              help="Default: the suite's mlflow.tracking_uri, else sqlite:///mlflow.db.")
 @click.option("--format", "fmt", type=click.Choice(["md", "csv"]), default="md", show_default=True)
 @click.option("--all-runs", is_flag=True, help="Use every suite run, newest result per cell.")
 @click.option("--run", "run_id", default=None, help="A specific parent (suite) run id.")
-def report(experiment, tracking_uri, fmt, all_runs, run_id):
-    """Paper-style tables (attacks × models, AUC and TPR@1%FPR ± std; DI minimum n) from MLflow."""
+def report(suite_file, experiment, tracking_uri, fmt, all_runs, run_id):
+    """Paper-style tables (attacks × models, AUC and TPR@1%FPR ± std; DI minimum n) from MLflow.
+
+    With SUITE_FILE, the store and experiment are the ones that suite logs to."""
     from .report import report as make_report
 
+    if suite_file is not None:
+        from . import suite as suite_mod
+
+        s, _ = suite_mod.load(suite_file)
+        tracking_uri = tracking_uri or s.mlflow.tracking_uri
+        experiment = experiment or s.mlflow.experiment or s.name
+    tracking_uri = tracking_uri or "sqlite:///mlflow.db"
     click.echo(make_report(tracking_uri, experiment, fmt=fmt,
                            run="all" if all_runs else run_id))
 

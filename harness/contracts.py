@@ -132,6 +132,12 @@ class Model(Configurable):
         """Names of the outputs ``provide`` can compute."""
         raise NotImplementedError
 
+    def training_report(self) -> dict | None:
+        """For models the harness trains (canaries): their ``training.json`` (``params.steps``,
+        ``members``, ``train_seconds``, ``loss_first``, ``loss_last``), logged on the model's
+        MLflow runs. Released checkpoints: None."""
+        return None
+
     def provide(self, samples: Sequence[Sample], needs: set[str], ctx: "BatchContext") -> dict:
         """Compute every requested output for one batch, sharing work between them."""
         raise NotImplementedError

@@ -33,6 +33,20 @@ def resolve(ref: Mapping) -> list[Sample]:
     return ds.samples(ref["split"])
 
 
+def subset(samples: list[Sample], n: int | None, seed: int, salt: str) -> list[Sample]:
+    """A seeded subset of ``n`` samples, in their original order (all of them when ``n`` is None
+    or not smaller). One rule for a data entry's ``n_members``/``n_nonmembers`` (salt: the side)
+    and a canary's ``train_data: {n}`` (salt "members"), so equal seeds pick equal clips."""
+    import numpy as np
+
+    if n is None or n >= len(samples):
+        return samples
+    salt_int = int.from_bytes(salt.encode()[:8].ljust(8, b"\0"), "little")
+    rng = np.random.default_rng([seed, salt_int])
+    keep = np.sort(rng.permutation(len(samples))[:n])
+    return [samples[i] for i in keep]
+
+
 def manifest_hash(samples: list[Sample]) -> str:
     """Hash of ids, captions and file contents: the view of a dataset split that keys a trained
     canary. Content hashing (per sample, as the feature cache does) is what keeps the cache

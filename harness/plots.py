@@ -123,3 +123,34 @@ def pvalue_plot(path: str | os.PathLike, per_n: Sequence[dict], alpha: float,
     if title:
         ax.set_title(title, fontsize=10)
     return _save(fig, path)
+
+
+def roc_summary_plot(path: str | os.PathLike, curves: Sequence[tuple], title: str = "",
+                     target_fpr: float | None = None) -> Path:
+    """Every attack of one (model, data) cell on one log-log ROC: the parent run's overview, so
+    the cell can be read without opening each child run. ``curves``: (label, member scores,
+    non-member scores)."""
+    fig, (ax,) = _figure(1, width=5.6, height=4.6)
+    lo = 1.0
+    for i, (label, m, u) in enumerate(curves):
+        fpr, tpr = roc_curve(m, u)
+        auc = float(np.trapezoid(tpr, fpr)) if hasattr(np, "trapezoid") else \
+            float(np.trapz(tpr, fpr))
+        lo = min(lo, 1.0 / np.size(u), 1.0 / np.size(m))
+        ax.plot(fpr, tpr, lw=1.2, color=f"C{i % 10}", ls="-" if i < 10 else "--",
+                label=f"{label}: AUC {100 * auc:.1f}%")
+    lo /= 2
+    grid = np.logspace(np.log10(lo), 0, 50)
+    ax.plot(grid, grid, color="grey", ls="--", lw=1, label="chance")
+    if target_fpr:
+        ax.axvline(target_fpr, color="C3", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, 1)
+    ax.set_ylim(lo, 1)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=6)
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)

@@ -33,37 +33,24 @@ def _is_ref(value) -> bool:
 
 
 def check_data(suite: Suite) -> list[str]:
-    """Resolve every data reference (audit data and canaries' training data): files, manifest
-    columns and split values are checked by the dataset plugin; counts against ``n_members`` /
-    ``n_nonmembers`` here. Returns one summary line per data entry."""
-    from .datasets import resolve
+    """Resolve and check every data reference the way ``run`` does (the runner's own
+    ``load_cell_data``: files, manifest columns, split values, counts, unreadable or silent
+    audio, member/non-member overlap), plus the canaries' training data. Returns one summary line
+    per data entry and any warnings."""
+    from .canary import training_samples
+    from .runner import load_cell_data
 
-    def samples(ref: Mapping, where: str) -> list:
-        try:
-            return resolve(ref)
-        except (DataError, ConfigError) as exc:
-            raise type(exc)(f"{where}: {exc}") from exc
-
-    lines = []
-    for name, entry in suite.data.items():
-        counts = {}
-        for side, want in (("members", entry.n_members), ("nonmembers", entry.n_nonmembers)):
-            got = len(samples(getattr(entry, side).model_dump(), f"data '{name}' {side}"))
-            if want is not None and got < want:
-                raise DataError(f"data '{name}' {side}: n_{side} is {want} but the reference has "
-                                f"only {got} sample(s); lower n_{side} or add recordings")
-            if min(got, want or got) < 2:
-                raise DataError(f"data '{name}' {side}: {got} sample(s); at least 2 are needed")
-            counts[side] = min(got, want or got)
-        lines.append(f"data '{name}': {counts['members']} members, "
-                     f"{counts['nonmembers']} non-members")
+    lines: list[str] = []
+    for name in suite.data:
+        load_cell_data(suite, name, lambda msg: lines.append(msg.removeprefix("[data] ")))
     for model_name, m in suite.models.items():
         for key in TRAIN_REF_KEYS:
             ref = m.params.get(key)
             if _is_ref(ref):
-                got = samples(ref, f"model '{model_name}' {key}")
-                if not got:
-                    raise DataError(f"model '{model_name}' {key}: the reference has no samples")
+                try:
+                    training_samples(m.plugin, ref, key)
+                except (DataError, ConfigError) as exc:
+                    raise type(exc)(f"model '{model_name}' {key}: {exc}") from exc
     return lines
 
 

@@ -3,8 +3,9 @@
 Layout follows the paper (Tables 2–4 of "Membership and Dataset Inference Attacks on Large Audio
 Generative Models"): rows are attacks, columns are models (``model (data)`` when a table mixes
 data sets), cells are percentages with two decimals, "mean ± std" over the MIA subsamples —
-"52.85 ± 0.54" — because TPR@1%FPR values such as 0.12% need the second decimal. Table 1 is AUC,
-table 2 TPR at the target FPR (1% unless the suite says otherwise; one table per target), table 3
+"52.85 ± 0.54" — because TPR@1%FPR values such as 0.12% need the second decimal. Numbered as in
+the paper: Table 2 MIA on autoregressive models, Table 3 on diffusion models (each "a": AUC, "b":
+TPR at the target FPR, 1% unless the suite says otherwise), Table 4
 the smallest number of suspect samples n at which dataset inference rejects the null hypothesis,
 next to the false positive rate of the null control (suspect set drawn from non-members), which
 says whether that n can be trusted.
@@ -114,6 +115,7 @@ def _mia_rows(runs) -> list[dict]:
         target = _float(p.get("target_fpr")) or 0.01
         k = fpr_key(target)
         rows.append({"kind": "mia", "model": t.get("model"), "data": t.get("data"),
+                     "family": t.get("family") or "",
                      "attack": t.get("attack"), "aggregator": "", "auc": m.get("auc"),
                      "auc_std": m.get("auc_std"), "tpr_at_fpr": m.get(k),
                      "tpr_at_fpr_std": m.get(f"{k}_std"), "target_fpr": target,
@@ -186,22 +188,38 @@ def _null_cell(r: dict) -> str:
     return f"{r['null_fpr']:.3f}{upper}"
 
 
+#: table numbers of the paper: MIA on autoregressive models (2), on diffusion models (3); DI is 4
+FAMILY_TABLE = {"autoregressive": 2, "diffusion": 3}
+DI_TABLE = 4
+
+
 def _markdown(mia: list[dict], di: list[dict], source: str) -> str:
     parts = [f"Source: {source}."]
-    if mia:
-        h, b = _pivot(mia, lambda r: pct(r["auc"], r["auc_std"]))
-        parts += ["", "Table 1: MIA AUC (%), mean ± std over subsamples (50 = chance)", "",
-                  _md_table(h, b)]
-        for target in sorted({r["target_fpr"] for r in mia}):
-            sub = [r for r in mia if r["target_fpr"] == target]
+    # the paper's numbering: Table 2 autoregressive models, Table 3 diffusion models (AUC and
+    # TPR at the target FPR each), Table 4 dataset inference; other families follow
+    families = sorted({r.get("family") or "" for r in mia},
+                      key=lambda f: (FAMILY_TABLE.get(f, 99), f))
+    next_number = max(FAMILY_TABLE.values()) + 1
+    for fam in families:
+        number = FAMILY_TABLE.get(fam)
+        if number is None:
+            number, next_number = next_number, next_number + 1
+        rows = [r for r in mia if (r.get("family") or "") == fam]
+        what = f"{fam} models" if fam else "models"
+        h, b = _pivot(rows, lambda r: pct(r["auc"], r["auc_std"]))
+        parts += ["", f"Table {number}a: MIA on {what}, AUC (%), mean ± std over subsamples "
+                      "(50 = chance)", "", _md_table(h, b)]
+        for target in sorted({r["target_fpr"] for r in rows}):
+            sub = [r for r in rows if r["target_fpr"] == target]
             h, b = _pivot(sub, lambda r: pct(r["tpr_at_fpr"], r["tpr_at_fpr_std"]))
-            parts += ["", f"Table 2: MIA TPR@{100 * target:g}%FPR (%), mean ± std over "
-                          f"subsamples ({100 * target:g} = chance)", "", _md_table(h, b)]
+            parts += ["", f"Table {number}b: MIA on {what}, TPR@{100 * target:g}%FPR (%), "
+                          f"mean ± std over subsamples ({100 * target:g} = chance)", "",
+                      _md_table(h, b)]
     if di:
         body = [[r["model"], r["data"], r["aggregator"], _min_n_cell(r),
                  "–" if r["alpha"] is None else f"{r['alpha']:g}", _null_cell(r)] for r in di]
-        parts += ["", "Table 3: dataset inference, smallest n with mean p-value ≤ alpha; null "
-                      "FPR = rejection rate with non-members as the suspect set (should be ≤ "
+        parts += ["", f"Table {DI_TABLE}: dataset inference, smallest n with mean p-value ≤ "
+                      "alpha; null FPR = rejection rate with non-members as the suspect set (should be ≤ "
                       "alpha)", "",
                   _md_table(["Model", "Data", "Aggregator", "# Samples (min n)", "alpha",
                              "Null FPR"], body)]

@@ -19,6 +19,7 @@ scores, evaluates and logs.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import secrets
 import subprocess
@@ -122,14 +123,6 @@ def make_attacks(suite: Suite, model_name: str, model: Model, family: str) -> li
 # data
 
 
-def _subset(samples: list[Sample], n: int | None, seed: int, salt: str) -> list[Sample]:
-    if n is None or n >= len(samples):
-        return samples
-    rng = np.random.default_rng([seed, int.from_bytes(salt.encode()[:8].ljust(8, b"\0"), "little")])
-    keep = np.sort(rng.permutation(len(samples))[:n])
-    return [samples[i] for i in keep]
-
-
 def _count(entry, side: str, available: int, data_name: str) -> int | None:
     """How many samples of ``side`` to use: the suite's count (an error if the source has
     fewer: a silent shortfall would change what the AUC means), capped by ``--limit``."""
@@ -147,7 +140,7 @@ def _count(entry, side: str, available: int, data_name: str) -> int | None:
 def load_cell_data(suite: Suite, data_name: str, echo: Echo) -> CellData:
     """Resolve, subset and check one data entry: every file is read and checked (format,
     truncation, finite, not silent, long enough) here, before any model loads."""
-    from .datasets import resolve
+    from .datasets import resolve, subset as _subset
     from .errors import DataError
     from .inputs import check_files
 
@@ -477,7 +470,7 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
         "resolved_config": suite.model_dump(mode="json"), "harness_version": __version__,
         "git_commit": _git_commit(), "started": _dt.datetime.now().isoformat(timespec="seconds"),
         "plugins": [p.as_dict() for p in plugins.all_plugins()], "mia": [], "di": [],
-        "failures": [],
+        "failures": [], "training": {},
     }
     score_files: dict[str, dict] = {}
     with _env("HARNESS_CACHE_DIR", str(cache_root)):
@@ -522,8 +515,14 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
                         echo(f"[evaluate] DI {agg.label} on {model_name} × {data_name}")
                         res = evaluate_di(suite, agg, info, runs, feats["members"],
                                           feats["nonmembers"])
-                        res.update({"model": model_name, "data": data_name})
+                        res.update({"model": model_name, "data": data_name,
+                                    "model_family": family})
                         results["di"].append(res)
+                report = model.training_report()
+                if report:
+                    from .canary import training_summary
+
+                    results["training"][model_name] = training_summary(report)
                 del model
             except Exception as exc:  # noqa: BLE001 (keep-going: one model never stops the rest)
                 # a named input problem (an unsafe or broken checkpoint, bad data) is the user's
@@ -556,4 +555,10 @@ def log_to_mlflow(out_dir: Path, suite: Suite, echo: Echo) -> str | None:
         echo(f"warning: {exc}")
         return None
     echo(f"[log] MLflow run {run_id} at {suite.mlflow.tracking_uri}")
+    from .tracking import MARKER, leaderboard_url, ui_command
+
+    marker = json.loads((out_dir / MARKER).read_text())
+    if ui_command(suite.mlflow.tracking_uri):
+        echo(f"[log] browse: {ui_command(suite.mlflow.tracking_uri)}")
+    echo(f"[log] leaderboard: {leaderboard_url(suite.mlflow.tracking_uri, marker['experiment_id'])}")
     return run_id

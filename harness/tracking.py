@@ -201,6 +201,12 @@ def _artifact_location(uri: str, experiment: str) -> str | None:
     return (db.resolve().parent / "mlartifacts" / sanitize_component(experiment)).as_uri()
 
 
+#: MLflow 3's UI opens an experiment on the GenAI overview ("Traces 0") unless this tag says
+#: what kind of work it holds; "custom_model_development" opens it on the runs table.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+UI_PORT = 5000
+
+
 def _experiment_id(client, uri: str, name: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
@@ -208,14 +214,38 @@ def _experiment_id(client, uri: str, name: str) -> str:
             raise HarnessError(
                 f"MLflow experiment '{name}' is deleted; restore it (`mlflow experiments restore "
                 f"--experiment-id {exp.experiment_id}`) or log under another name (--experiment)")
+        if EXPERIMENT_KIND[0] not in exp.tags:
+            client.set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND)
         return exp.experiment_id
     try:
-        return client.create_experiment(name, artifact_location=_artifact_location(uri, name))
+        return client.create_experiment(name, artifact_location=_artifact_location(uri, name),
+                                        tags=dict([EXPERIMENT_KIND]))
     except Exception:
         exp = client.get_experiment_by_name(name)  # created meanwhile by another process
         if exp is None:
             raise
         return exp.experiment_id
+
+
+def ui_command(uri: str, port: int = UI_PORT) -> str:
+    """The command that serves this store's UI (artifacts are read from beside the store)."""
+    uri = normalize_uri(uri)
+    if uri.startswith(("http://", "https://")):
+        return ""
+    return f"mlflow ui --backend-store-uri '{uri}' --port {port}"
+
+
+def leaderboard_url(uri: str, experiment_id: str, port: int = UI_PORT,
+                    target_fpr: float = 0.01) -> str:
+    """The runs view of the experiment filtered to MIA cells, best AUC first."""
+    from urllib.parse import quote
+
+    uri = normalize_uri(uri)
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else \
+        f"http://127.0.0.1:{port}"
+    query = (f"searchFilter={quote('tags.kind = ' + chr(34) + 'mia' + chr(34))}"
+             f"&orderByKey={quote('metrics.`auc`')}&orderByAsc=false")
+    return f"{base}/#/experiments/{experiment_id}/runs?{query}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -375,8 +405,14 @@ def _child_run(client, exp_id: str, name: str, tags: dict, stage: Path):
     client.set_terminated(run_id, "FINISHED")
 
 
+def _training_metrics(training: dict, model: str) -> list:
+    """The model's training summary (canaries) as ``train.*`` metrics of each of its runs."""
+    return [(f"train.{k}", _num(v), 0) for k, v in (training.get(model) or {}).items()
+            if _num(v) is not None]
+
+
 def _log_mia(client, exp_id: str, parent_id: str, results_dir: Path, entry: dict,
-             stage: Path) -> str:
+             stage: Path, training: dict | None = None) -> str:
     target = float(entry.get("target_fpr", 0.01))
     tkey = fpr_key(target)
     name = f"{entry['model']} × {entry['data']} × {entry['attack']}"
@@ -392,6 +428,7 @@ def _log_mia(client, exp_id: str, parent_id: str, results_dir: Path, entry: dict
         metrics = [(k, _num(entry.get(src)), 0) for k, src in (
             ("auc", "auc"), ("auc_std", "auc_std"), (tkey, "tpr_at_fpr"),
             (f"{tkey}_std", "tpr_at_fpr_std"))]
+        metrics += _training_metrics(training or {}, entry["model"])
         cov = entry.get("coverage") or {}
         metrics += [(k, _num(cov.get(k)), 0) for k in ("coverage_mean", "padded_fraction")
                     if k in cov]
@@ -416,10 +453,15 @@ def _log_mia(client, exp_id: str, parent_id: str, results_dir: Path, entry: dict
     return run_id
 
 
-def _log_di(client, exp_id: str, parent_id: str, entry: dict, stage: Path) -> str:
+def _log_di(client, exp_id: str, parent_id: str, entry: dict, stage: Path,
+            training: dict | None = None) -> str:
     name = f"{entry['model']} × {entry['data']} × DI {entry['aggregator']}"
+    # ``family`` is the model's family on every child run (MIA and DI alike); the aggregator's
+    # own family ("any" for a general one) is its own tag
     tags = _child_tags(parent_id, kind="di", model=entry["model"], aggregator=entry["aggregator"],
-                       family=entry.get("family"), data=entry["data"], plugin=entry.get("plugin"))
+                       family=entry.get("model_family") or entry.get("family"),
+                       aggregator_family=entry.get("family"), data=entry["data"],
+                       plugin=entry.get("plugin"))
     with _child_run(client, exp_id, name, tags, stage) as (run_id, art):
         per_n = entry.get("per_n") or []
         null_per_n = entry.get("null_per_n") or []
@@ -432,6 +474,7 @@ def _log_di(client, exp_id: str, parent_id: str, entry: dict, stage: Path) -> st
                    for k in ("min_n", "min_n_frac", "null_fpr", "null_fpr_upper")]
         if per_n:
             metrics.append(("max_n", max(r["n"] for r in per_n), 0))
+        metrics += _training_metrics(training or {}, entry["model"])
         for rows, prefix in ((per_n, ""), (null_per_n, "null_")):
             for r in rows:
                 metrics += [(f"{prefix}p_value", _num(r.get("mean_p")), r["n"]),
@@ -448,6 +491,41 @@ def _log_di(client, exp_id: str, parent_id: str, entry: dict, stage: Path) -> st
             pvalue_plot(art / "pvalue_vs_n.png", per_n, alpha=float(entry.get("alpha", 0.01)),
                         null_per_n=null_per_n, title=name, min_n=entry.get("min_n"))
     return run_id
+
+
+def _log_overview(client, parent_id: str, uri: str, experiment: str, results_dir: Path,
+                  res: dict, stage: Path) -> None:
+    """The parent run's own artifacts: the report (markdown and CSV, as `harness report` prints
+    it for this run) and summary figures (one ROC per cell with every attack, one p-value vs n
+    per DI result), so the suite's outcome is on the run the UI lists first."""
+    from .plots import pvalue_plot, roc_summary_plot
+    from .report import report
+
+    art = stage / f"{parent_id}-overview"
+    for fmt in ("md", "csv"):
+        atomic.write_text(art / "report" / f"report.{fmt}",
+                          report(uri, experiment, fmt=fmt, run=parent_id) + "\n")
+    cells: dict[tuple, list] = {}
+    for entry in res["mia"]:
+        if entry.get("scores_file"):
+            cells.setdefault((entry["model"], entry["data"]), []).append(entry)
+    for (model, data), entries in cells.items():
+        curves = []
+        for e in entries:
+            sc = _load_scores(results_dir / e["scores_file"])
+            curves.append((e["attack"], sc["member_scores"], sc["nonmember_scores"]))
+        roc_summary_plot(art / "figures" / f"roc {sanitize_component(model)} × "
+                         f"{sanitize_component(data)}.png", curves, title=f"{model} × {data}",
+                         target_fpr=float(entries[0].get("target_fpr", 0.01)))
+    for e in res["di"]:
+        if e.get("per_n"):
+            pvalue_plot(art / "figures" / f"pvalue {sanitize_component(e['model'])} × "
+                        f"{sanitize_component(e['data'])} × "
+                        f"{sanitize_component(e['aggregator'])}.png", e["per_n"],
+                        alpha=float(e.get("alpha", 0.01)), null_per_n=e.get("null_per_n"),
+                        title=f"{e['model']} × {e['data']} × DI {e['aggregator']}",
+                        min_n=e.get("min_n"))
+    client.log_artifacts(parent_id, str(art))
 
 
 def _find_logged(client, exp_id: str, results_id: str) -> str | None:
@@ -566,9 +644,11 @@ def log_results(results_dir: str | os.PathLike, tracking_uri: str = "sqlite:///m
                                                              .read_bytes())
                     client.log_artifacts(parent_id, str(suite_art))
                     for entry in res["mia"]:
-                        _log_mia(client, exp_id, parent_id, results_dir, entry, stage)
+                        _log_mia(client, exp_id, parent_id, results_dir, entry, stage,
+                                 res.get("training"))
                     for entry in res["di"]:
-                        _log_di(client, exp_id, parent_id, entry, stage)
+                        _log_di(client, exp_id, parent_id, entry, stage, res.get("training"))
+                    _log_overview(client, parent_id, uri, experiment, results_dir, res, stage)
                 client.set_terminated(parent_id, "FINISHED")
     except DataError:
         _fail(client, parent_id)

@@ -50,3 +50,50 @@ def test_empty_training_data_is_a_named_error(register_plugin):
     register_plugin(P(), "empty-data-plugin")
     with pytest.raises(DataError, match="my-canary: train_data"):
         canary.training_samples("my-canary", {"source": "empty-data", "split": "members"})
+
+
+def _folder_ref(tmp_path, n_files, **extra):
+    import numpy as np
+    import soundfile as sf
+
+    root = tmp_path / "clips"
+    root.mkdir(exist_ok=True)
+    for i in range(n_files):
+        tone = 0.3 * np.sin(2 * np.pi * (200 + 10 * i) * np.arange(16000) / 16000)
+        sf.write(root / f"c{i:02d}.wav", tone.astype(np.float32), 16000)
+    return {"source": "local-folder", "split": "all", "params": {"path": str(root)}, **extra}
+
+
+def test_train_data_n_takes_the_same_seeded_subset_as_a_data_entry(tmp_path):
+    from harness.datasets import resolve, subset
+
+    ref = _folder_ref(tmp_path, 20)
+    assert len(canary.training_samples("c", ref)) == 20
+    picked = canary.training_samples("c", dict(ref, n=8))
+    assert len(picked) == 8
+    # the data entry rule with the same seed and side: audited members == trained members
+    assert [s.id for s in picked] == [s.id for s in subset(resolve(ref), 8, 0, "members")]
+    assert [s.id for s in canary.training_samples("c", dict(ref, n=8, seed=3))] != \
+        [s.id for s in picked]
+
+
+@pytest.mark.parametrize("extra, match", [({"n": 0}, "n must be an integer >= 1"),
+                                          ({"n": "all"}, "n must be an integer"),
+                                          ({"n": 21}, "n is 21 but .* has only 20"),
+                                          ({"size": 3}, "unknown key")])
+def test_train_data_bad_n_is_a_named_error(tmp_path, extra, match):
+    from harness.errors import HarnessError
+
+    with pytest.raises(HarnessError, match=match):
+        canary.training_samples("c", _folder_ref(tmp_path, 20, **extra))
+
+
+def test_train_steps_yields_steps_and_reports_progress(capsys):
+    losses = []
+    seen = []
+    for step, idx in canary.train_steps("c", 5, iter(range(100)), losses):
+        seen.append((step, idx))
+        losses.append(1.0 / (step + 1))
+    assert seen == [(i, i) for i in range(5)]
+    err = capsys.readouterr().err
+    assert "[train] c" in err and "5/5" in err and "loss" in err

@@ -25,7 +25,9 @@ def _manifest(root, n=4, split_values=("member", "nonmember"), columns=("path", 
     for split in split_values:
         for i in range(n):
             name = f"{split}{i}.wav"
-            sf.write(root / name, np.zeros(1600, np.float32), 16000)
+            t = np.arange(16000) / 16000
+            tone = 0.3 * np.sin(2 * np.pi * (220 + 20 * i) * t) * (1 if split == "member" else .8)
+            sf.write(root / name, tone.astype(np.float32), 16000)
             rows.append({"path": name, "caption": f"clip {i}", "split": split})
     lines = [",".join(columns)] + [",".join(r[c] for c in columns) for r in rows]
     (root / "manifest.csv").write_text("\n".join(lines) + "\n")
@@ -49,13 +51,13 @@ def _validate(path):
 def test_valid_manifest_suite_passes_and_prints_counts(tmp_path, toy_plugins):
     res = _validate(_suite(tmp_path, _manifest(tmp_path / "d"), n_members=3))
     assert res.exit_code == 0, res.output
-    assert "data 'mine': 3 members, 4 non-members" in res.output
+    assert "mine: 3 members, 4 non-members" in res.output
 
 
 def test_missing_manifest_is_rejected(tmp_path, toy_plugins):
     res = _validate(_suite(tmp_path, tmp_path / "nowhere.csv"))
     assert res.exit_code == 2
-    assert "data 'mine' members" in res.output and "does not exist" in res.output
+    assert "data.mine.members" in res.output and "does not exist" in res.output
 
 
 def test_split_value_absent_from_manifest_is_rejected(tmp_path, toy_plugins):
@@ -73,7 +75,7 @@ def test_manifest_without_caption_column_is_rejected(tmp_path, toy_plugins):
 def test_too_few_samples_for_requested_count_is_rejected(tmp_path, toy_plugins):
     res = _validate(_suite(tmp_path, _manifest(tmp_path / "d"), n_nonmembers=10))
     assert res.exit_code == 2
-    assert "n_nonmembers is 10" in res.output and "only 4" in res.output
+    assert "n_nonmembers: 10 requested but the source has 4" in res.output
 
 
 def test_canary_training_data_is_resolved(tmp_path, toy_plugins):

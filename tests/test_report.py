@@ -34,17 +34,23 @@ def test_markdown_latest_run(store):
     assert "| pia | 80.00 ± 2.00 | 55.00 ± 2.00 |" in md
     assert "| pia | 12.50 ± 1.00 | 0.00 ± 1.00 |" in md
     assert "TPR@1%FPR" in md
-    assert "loss" not in md and "Table 3" not in md  # not in that run
+    assert "loss" not in md and "Table 4" not in md  # not in that run
+    assert "Table 3a: MIA on diffusion models, AUC" in md and "Table 3b" in md
+    assert "Table 2" not in md  # no autoregressive model in that run
 
 
 def test_markdown_all_runs_newest_per_cell(store):
     md = report(store, "demo", run="all")
-    assert ("| Attack | diffusion-canary (folk) | ar-canary (folk) | diffusion-canary (clips) |"
-            in md)
+    # numbered as in the paper: Table 2 autoregressive, Table 3 diffusion, Table 4 DI
+    t2, t3 = md.index("Table 2a: MIA on autoregressive"), md.index("Table 3a: MIA on diffusion")
+    assert t2 < md.index("Table 2b") < t3 < md.index("Table 3b") < md.index("Table 4: dataset")
+    assert "| Attack | ar-canary |\n| --- | --- |\n| loss | 52.00 ± 2.00 |" in md[t2:t3]
+    assert "| Attack | diffusion-canary (folk) | diffusion-canary (clips) |" in md[t3:]
     # pia/folk comes from the newer run, loss cells from the older one, missing cells are dashes
-    assert "| pia | 80.00 ± 2.00 | – | 55.00 ± 2.00 |" in md
-    assert "| loss | 66.00 ± 2.00 | 52.00 ± 2.00 | – |" in md
-    assert "| loss | 3.00 ± 1.00 | 1.10 ± 1.00 | – |" in md
+    assert "| pia | 80.00 ± 2.00 | 55.00 ± 2.00 |" in md[t3:]
+    assert "| loss | 66.00 ± 2.00 | – |" in md[t3:]
+    assert "| loss | 3.00 ± 1.00 | – |" in md[t3:]
+    assert "| loss | 1.10 ± 1.00 |" in md[t2:t3]
     # DI: min n, or "> largest n tried" when never rejected, and the null control's FPR
     assert "| diffusion-canary | folk | cdi | 20 | 0.01 | 0.008 (≤ 0.020) |" in md
     assert "| ar-canary | folk | cdi | > 100 | 0.01 | 0.008 (≤ 0.020) |" in md
@@ -75,7 +81,8 @@ def test_specific_parent_run(store):
     parents = mlflow.search_runs(experiment_names=["demo"], filter_string="tags.kind = 'suite'",
                                  order_by=["attributes.start_time ASC"], output_format="list")
     md = report(store, "demo", run=parents[0].info.run_id)
-    assert "| pia | 71.00 ± 2.00 |" in md and "| loss | 66.00 ± 2.00 | 52.00 ± 2.00 |" in md
+    assert "| pia | 71.00 ± 2.00 |" in md and "| loss | 66.00 ± 2.00 |" in md
+    assert "| loss | 52.00 ± 2.00 |" in md  # ar-canary, in Table 2a
 
 
 def test_unknown_experiment(store):

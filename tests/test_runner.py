@@ -120,6 +120,14 @@ def test_run_end_to_end(tmp_path, toy, monkeypatch):
                                    "--experiment", "toy-suite"], catch_exceptions=False)
     assert rep.exit_code == 0, rep.output
     assert "loss" in rep.output and "toy" in rep.output
+    # given the suite, the report reads its store (and experiment) from it, from any directory
+    monkeypatch.chdir(tmp_path.parent)
+    rep2 = CliRunner().invoke(cli, ["report", str(path)], catch_exceptions=False)
+    assert rep2.exit_code == 0 and rep2.output == rep.output
+    # the run says how to browse the store and where the leaderboard is
+    assert "[log] browse: mlflow ui --backend-store-uri 'sqlite:///" in result.output
+    assert "[log] leaderboard: http://127.0.0.1:5000/#/experiments/" in result.output
+    monkeypatch.chdir(tmp_path)
     # a second run reuses every cached feature: no model call
     ToyModel.calls = 0
     result = CliRunner().invoke(cli, ["run", str(path), "--no-log"], catch_exceptions=False)

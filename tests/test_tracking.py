@@ -62,7 +62,8 @@ def make_results_dir(root, suite="demo", cells=None, di=None, started="2026-11-2
                      else 0.0, "draws": 50} for n in N_GRID]
         di_entries.append({
             "model": model, "data": data, "aggregator": agg, "plugin": agg,
-            "family": "diffusion", "params": {"test": "t-test"}, "alpha": 0.01,
+            "family": "any", "params": {"test": "t-test"}, "alpha": 0.01,
+            "model_family": "diffusion" if "diffusion" in model else "autoregressive",
             "features": ["pia", "loss"], "min_n": min_n, "min_n_frac": min_n,
             "per_n": rows(min_n), "null_per_n": rows(None), "null_fpr": 0.008,
             "null_fpr_upper": 0.02, "draws": 50})
@@ -76,7 +77,9 @@ def make_results_dir(root, suite="demo", cells=None, di=None, started="2026-11-2
                      "distribution": "audio-mia-harness", "version": "0.1.0"},
                     {"name": "toy", "kind": "model", "family": "any",
                      "distribution": "toy-plugin", "version": None}],
-        "mia": mia, "di": di_entries})
+        "mia": mia, "di": di_entries,
+        "training": {"diffusion-canary": {"steps": 600, "n_train": 48, "train_seconds": 91.5,
+                                          "loss_first": 0.9, "loss_last": 0.12}}})
     return root
 
 
@@ -140,7 +143,8 @@ def test_mia_children(logged):
     assert m["feature/min-k_k_0.2_/auc"] == 0.71 and m["feature/loss/tpr_at_fpr_0.01"] == 0.05
     assert set(m) == {"auc", "auc_std", "tpr_at_fpr_0.01", "tpr_at_fpr_0.01_std"} | {
         f"feature/{f}/{s}" for f in ("loss", "min-k_k_0.2_")
-        for s in ("auc", "auc_std", "tpr_at_fpr_0.01", "tpr_at_fpr_0.01_std")}
+        for s in ("auc", "auc_std", "tpr_at_fpr_0.01", "tpr_at_fpr_0.01_std")} | {
+        f"train.{k}" for k in ("steps", "n_train", "train_seconds", "loss_first", "loss_last")}
     p = pia.data.params
     assert p["n_members"] == "30" and p["n_nonmembers"] == "40" and p["target_fpr"] == "0.01"
     assert p["t"] == "100" and p["schedule.steps"] == "[1, 2, 3]"
@@ -173,6 +177,13 @@ def test_di_children(logged):
     rej, never = kids["diffusion-canary"], kids["ar-canary"]
     assert {t: rej.data.tags[t] for t in ("model", "aggregator", "family", "data")} == {
         "model": "diffusion-canary", "aggregator": "cdi", "family": "diffusion", "data": "folk"}
+    # family is the model's family on every child run, not the (general) aggregator's
+    assert never.data.tags["family"] == "autoregressive"
+    assert never.data.tags["aggregator_family"] == "any"
+    # a canary's training summary is on each of its runs; a model without one has none
+    assert rej.data.metrics["train.steps"] == 600 and rej.data.metrics["train.loss_last"] == 0.12
+    assert rej.data.metrics["train.train_seconds"] == 91.5
+    assert not [k for k in never.data.metrics if k.startswith("train.")]
     assert rej.data.tags["mlflow.parentRunId"] == run_id
     assert rej.data.metrics["min_n"] == 20
     assert "min_n" not in never.data.metrics  # never rejected: no fake number
@@ -301,3 +312,45 @@ def test_roc_curve_and_plot(tmp_path):
     out = pvalue_plot(tmp_path / "p.png", rows, alpha=0.01, null_per_n=rows, min_n=8)
     assert out.read_bytes()[:4] == b"\x89PNG"
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_experiment_opens_on_runs_and_leaderboard_url(logged):
+    from urllib.parse import parse_qs, urlsplit
+
+    from mlflow import MlflowClient
+
+    from harness.tracking import EXPERIMENT_KIND, leaderboard_url, ui_command
+
+    uri, d, run_id = logged
+    exp = MlflowClient(uri).get_experiment_by_name("demo")
+    assert exp.tags[EXPERIMENT_KIND[0]] == "custom_model_development"
+    url = leaderboard_url(uri, exp.experiment_id)
+    assert url.startswith(f"http://127.0.0.1:5000/#/experiments/{exp.experiment_id}/runs?")
+    q = parse_qs(urlsplit(url.split("#", 1)[1]).query)
+    assert q == {"searchFilter": ['tags.kind = "mia"'], "orderByKey": ["metrics.`auc`"],
+                 "orderByAsc": ["false"]}
+    # the filter in the URL is one MLflow accepts and finds the MIA cells with
+    assert len(search(uri, "demo", q["searchFilter"][0])) == 3
+    assert ui_command(uri) == f"mlflow ui --backend-store-uri '{uri}' --port 5000"
+    assert leaderboard_url("http://mlflow.example:8080/", "7").startswith(
+        "http://mlflow.example:8080/#/experiments/7/runs?")
+
+
+def test_parent_run_carries_report_and_summary_figures(logged, tmp_path):
+    from mlflow import MlflowClient
+
+    uri, d, run_id = logged
+    client = MlflowClient(uri)
+    arts = {a.path for a in client.list_artifacts(run_id)}
+    assert {"report", "figures"} <= arts
+    assert {a.path for a in client.list_artifacts(run_id, "report")} == {
+        "report/report.md", "report/report.csv"}
+    md = open(client.download_artifacts(run_id, "report/report.md", str(tmp_path))).read()
+    from harness.report import report
+
+    assert md.rstrip("\n") == report(uri, "demo", run=run_id)
+    figs = sorted(a.path for a in client.list_artifacts(run_id, "figures"))
+    # one ROC per (model, data) cell with scores, one p-value plot per DI result
+    assert sum("/roc " in f for f in figs) >= 1 and sum("/pvalue " in f for f in figs) == 2
+    png = open(client.download_artifacts(run_id, figs[0], str(tmp_path)), "rb").read()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"

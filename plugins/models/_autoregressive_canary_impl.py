@@ -57,7 +57,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.canary import shuffled_batches
+from harness.canary import shuffled_batches, train_steps
 from harness.errors import ConfigError, DataError
 
 from ._audiogen_impl import COMPRESSION_FILE, LM_FILE, AudioGenModel, t5_from
@@ -215,7 +215,9 @@ class AutoregressiveCanary(AudioGenModel):
         td = p["train_data"]
         if not isinstance(td, dict) or "source" not in td or "split" not in td:
             raise ConfigError("autoregressive-canary: train_data must be a data reference "
-                              "{source: folk-tunes, split: members, params: {...}}")
+                              "{source, split, params, n}, e.g. {source: local-folder, "
+                              "split: member, params: {manifest: clips.csv}, n: 48} or "
+                              "{source: folk-tunes, split: members}")
         self.params["checkpoint"] = None
         self.params["t5"] = None
         super().validate()
@@ -350,7 +352,8 @@ class AutoregressiveCanary(AudioGenModel):
                 batches, losses = shuffled_batches(n, bs, g), []
                 lm.train()
                 t1 = time.time()
-                for step, idx in zip(range(p["steps"]), batches):
+                for step, idx in train_steps("autoregressive-canary", p["steps"], batches,
+                                             losses):
                     attrs = [ConditioningAttributes(text={"description": captions[i]})
                              for i in idx.tolist()]
                     attrs = lm.cfg_dropout(attrs)

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from harness import dtypes
-from harness.canary import shuffled_batches, training_samples
+from harness.canary import shuffled_batches, train_steps, training_samples
 from harness.contracts import CONDITION, LATENTS, NULL_CONDITION, DiffusionModel
 from harness.errors import ConfigError, ModelLoadError
 
@@ -169,7 +169,9 @@ class DiffusionCanary(DiffusionModel):
                 continue
             if not isinstance(ref, dict) or "source" not in ref or "split" not in ref:
                 raise ConfigError(f"diffusion-canary: {k} must be a data reference "
-                                  "{source: folk-tunes, split: members, params: {...}}")
+                                  "{source, split, params, n}, e.g. {source: local-folder, "
+                                  "split: member, params: {manifest: clips.csv}, n: 48} or "
+                                  "{source: folk-tunes, split: members}")
         self._m: dict | None = None
         self._dir: Path | None = None
         self._alphas = None
@@ -180,6 +182,10 @@ class DiffusionCanary(DiffusionModel):
     @staticmethod
     def _resolve(ref: dict, what: str):
         return training_samples("diffusion-canary", ref, what)
+
+    def training_report(self) -> dict:
+        """What ``training.json`` recorded (time, steps, losses), training first if needed."""
+        return json.loads((self.checkpoint_dir() / "training.json").read_text())
 
     def cache_key(self, samples, vae_samples) -> str:
         from harness import canary
@@ -402,7 +408,7 @@ class DiffusionCanary(DiffusionModel):
             n, B = mean.shape[0], min(p["batch_size"], mean.shape[0])
             batches, losses = shuffled_batches(n, B, g), []
             t1 = time.time()
-            for step, idx in zip(range(p["steps"]), batches):
+            for step, idx in train_steps("diffusion-canary", p["steps"], batches, losses):
                 z0 = mean[idx]
                 if p["train_latents"] == "sample":
                     z0 = z0 + std[idx] * torch.randn(z0.shape, generator=g)

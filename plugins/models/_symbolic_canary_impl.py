@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.canary import shuffled_batches
+from harness.canary import shuffled_batches, train_steps
 from harness.errors import ConfigError, DataError
 
 from . import _figaro_remi as remi
@@ -88,7 +88,10 @@ class SymbolicCanary(FigaroModel):
         td = p["train_data"]
         if not isinstance(td, dict) or "source" not in td or "split" not in td:
             raise ConfigError("symbolic-canary: train_data must be a data reference "
-                              "{source: folk-tunes, split: members, params: {kind: midi}}")
+                              "{source, split, params, n}, e.g. {source: local-folder, "
+                              "split: member, params: {manifest: tunes.csv}, n: 48} (MIDI "
+                              "files) or {source: folk-tunes, split: members, params: "
+                              "{kind: midi}}")
         self.params["checkpoint"] = None
         self.params["vae_checkpoint"] = None
         self.params["window"] = None
@@ -102,6 +105,10 @@ class SymbolicCanary(FigaroModel):
         from harness.canary import training_samples
 
         return training_samples("symbolic-canary", self.params["train_data"])
+
+    def training_report(self) -> dict:
+        """What ``training.json`` recorded (time, steps, losses), training first if needed."""
+        return json.loads((self.checkpoint_dir() / "training.json").read_text())
 
     def cache_key(self, samples) -> str:
         from harness import canary
@@ -197,7 +204,7 @@ class SymbolicCanary(FigaroModel):
             n = X.shape[0]
             batches, losses = shuffled_batches(n, p["batch_size"], g), []
             t1, c1 = time.time(), time.process_time()
-            for step, idx in zip(range(p["steps"]), batches):
+            for step, idx in train_steps("symbolic-canary", p["steps"], batches, losses):
                 x, bars, pos = X[idx, :C], BAR[idx, :C], POS[idx, :C]
                 logits = model(x, bars, pos, description=D[idx], desc_bar_ids=DB[idx])
                 loss = loss_fn(logits.reshape(-1, logits.shape[-1]), X[idx, 1:].reshape(-1))
