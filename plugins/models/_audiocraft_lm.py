@@ -400,6 +400,11 @@ class AudiocraftLM(AutoregressiveModel):
     def t5_source(self) -> str | None:
         return self.params["t5"]
 
+    def encodec_source(self) -> str | None:
+        """Local folder of the pretrained codec a compression package names (None: the HF
+        cache); the canary writes its codec into its checkpoint and has no such parameter."""
+        return self.params.get("encodec")
+
     # -- loading --------------------------------------------------------------------------------
 
     def identity(self) -> dict:
@@ -417,8 +422,8 @@ class AudiocraftLM(AutoregressiveModel):
                               for name, path in files.items()}
         t5 = self.t5_source()
         ident["t5"] = dir_hash(t5) if t5 else "name from the checkpoint config (HF cache)"
-        if self.params["encodec"]:
-            ident["encodec"] = dir_hash(self.params["encodec"])
+        if self.encodec_source():
+            ident["encodec"] = dir_hash(self.encodec_source())
         ident["segment_seconds"] = float(self.params["segment_seconds"])
         # what the LM really runs in (cast after load, whatever audiocraft's loader chose)
         ident["lm_dtype"] = self.params["dtype"]
@@ -453,7 +458,7 @@ class AudiocraftLM(AutoregressiveModel):
         self.check_config(lm_config(packages[LM_FILE], self._label))
         try:
             with t5_from(self.t5_source()), packages_for_audiocraft(packages), \
-                    encodec_from(self.params["encodec"], packages[COMPRESSION_FILE], self._label):
+                    encodec_from(self.encodec_source(), packages[COMPRESSION_FILE], self._label):
                 model = getattr(audiocraft.models, self.loader).get_pretrained(
                     source, device=self.device)
         except ModelLoadError:
