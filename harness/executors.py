@@ -9,14 +9,16 @@ from pathlib import Path
 from .suite import Suite
 
 
-def extract_elsewhere(suite: Suite, cache_root: Path, echo) -> None:
+def extract_elsewhere(suite: Suite, cache_root: Path, echo, cells: dict) -> None:
     """Fill the feature cache before the driver's loop, unless extraction is local (then the
-    loop extracts as it goes)."""
+    loop extracts as it goes). ``cells``: the driver's checked data per data entry
+    (``runner.load_all_data``), handed to the workers so that they do not list, check and hash
+    every file again for each shard."""
     if suite.executor == "local":
         return
     if suite.executor == "ray":
         from .ray_executor import extract
 
-        extract(suite, cache_root, echo)
+        extract(suite, cache_root, echo, cells)
         return
     raise AssertionError(f"unhandled executor {suite.executor!r}")  # the schema lists them

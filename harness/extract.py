@@ -36,26 +36,6 @@ def tasks(suite: Suite, count: int) -> list[ShardTask]:
             for sh in all_shards(count)]
 
 
-def cell_sizes(suite: Suite) -> dict[tuple[str, str], int]:
-    """Samples (members + non-members) per cell, as the suite caps them; resolving a data source
-    reads its listing only (no hashing, no model)."""
-    from .datasets import resolve
-
-    sizes, per_data = {}, {}
-    for m in suite.models:
-        for d in suite.data_for(m):
-            if d not in per_data:
-                entry = suite.data[d]
-                n = 0
-                for ref, cap in ((entry.members, entry.n_members),
-                                 (entry.nonmembers, entry.n_nonmembers)):
-                    total = len(resolve(ref.model_dump()))
-                    n += total if cap is None else min(cap, total)
-                per_data[d] = n
-            sizes[(m, d)] = per_data[d]
-    return sizes
-
-
 # One prepared model per process: a Ray worker that runs several shards of the same model in a
 # row loads it once. Keyed by everything that makes it a different model or attack set.
 _prepared: dict[str, tuple] = {}

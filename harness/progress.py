@@ -49,8 +49,9 @@ class _Lines:
 @contextmanager
 def bar(total: int, label: str, echo: Echo, unit: str = "batch", every: int = 1) -> Iterator:
     """A progress object with ``update(k)`` and ``set_postfix_str(s)``: a tqdm bar with ETA on
-    stderr when ``echo`` is the CLI's, else a line through ``echo`` every ``every`` updates."""
-    if echo is stderr_echo:
+    stderr when ``echo`` is the CLI's, else a line through ``echo`` every ``every`` updates.
+    Nothing to do (``total`` 0, e.g. a fully cached split) shows nothing."""
+    if echo is stderr_echo and total > 0:
         from tqdm import tqdm
 
         with tqdm(total=total, desc=label, unit=unit, file=sys.stderr, dynamic_ncols=True,

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from .errors import ConfigError, HarnessError
-from .extract import ShardTask, cell_sizes, extract_shard, tasks
+from .extract import ShardTask, extract_shard, tasks
 from .progress import ProgressLine
 from .suite import Suite
 
@@ -132,7 +132,7 @@ def _quiet(_msg: str) -> None:
 
 
 def run_task(suite_json: dict, task: ShardTask, env: dict, tally, index: int,
-             threads: int) -> int:
+             threads: int, cell=None) -> int:
     """The body of one Ray task (also callable in-process, which the tests use)."""
     import torch
 
@@ -146,7 +146,7 @@ def run_task(suite_json: dict, task: ShardTask, env: dict, tally, index: int,
         if tally is not None:
             tally.add.remote(index, n, computed)
 
-    extract_shard(suite, task, _quiet, progress, cache_root=Path(env["cache_root"]))
+    extract_shard(suite, task, _quiet, progress, cache_root=Path(env["cache_root"]), cell=cell)
     if tally is not None:  # the driver's last reading then includes every report of this task
         import ray
 
@@ -204,9 +204,10 @@ def _collect(ray, ref, task: ShardTask, suite: Suite) -> None:
             "resumes (raise ray.max_retries, or check the workers' memory)") from exc
 
 
-def extract(suite: Suite, cache_root: Path, echo, poll: float = 1.0) -> None:
+def extract(suite: Suite, cache_root: Path, echo, cells: dict, poll: float = 1.0) -> None:
     """Extract every cell's features on Ray workers into ``cache_root``; returns when all are
-    cached. Raises HarnessError naming the failed shard."""
+    cached. ``cells``: the driver's checked data per data entry, put in Ray's object store once
+    and shared by every shard of it. Raises HarnessError naming the failed shard."""
     ray = import_ray()
     started = _init(ray, suite)
     try:
@@ -215,12 +216,14 @@ def extract(suite: Suite, cache_root: Path, echo, poll: float = 1.0) -> None:
         if suite.ray.shards:
             slots(suite, cluster)  # feasibility check only
         todo = tasks(suite, count)
-        total = sum(cell_sizes(suite).values())
+        total = sum(len(cells[d].members) + len(cells[d].nonmembers)
+                    for m in suite.models for d in suite.data_for(m))
         n_cells = len(todo) // count
         echo(f"[ray] {len(todo)} task(s): {n_cells} cell(s) × {count} shard(s) on "
              f"{cluster.get('CPU', 0):g} CPU(s), {cluster.get('GPU', 0):g} GPU(s)")
         env = ray.put(worker_env(cache_root))
         suite_json = suite.model_dump(mode="json")
+        cell_refs = {d: ray.put(c) for d, c in cells.items()}
         tally = ray.remote(num_cpus=0)(Tally).remote()
         fn = ray.remote(run_task)
         refs = {}
@@ -229,7 +232,7 @@ def extract(suite: Suite, cache_root: Path, echo, poll: float = 1.0) -> None:
             opts = dict(res, max_retries=suite.ray.max_retries, retry_exceptions=False,
                         name=f"extract {t}")
             ref = fn.options(**opts).remote(suite_json, t, env, tally, i,
-                                            max(1, int(res["num_cpus"])))
+                                            max(1, int(res["num_cpus"])), cell_refs[t.data])
             refs[ref] = t
         line = ProgressLine(total, echo, every=PROGRESS_EVERY)
         pending = list(refs)

@@ -478,7 +478,7 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
         from .executors import extract_elsewhere
 
         # a distributed executor fills the feature cache first; the loop below then only reads it
-        extract_elsewhere(suite, cache_root, echo)
+        extract_elsewhere(suite, cache_root, echo, data_cache)
         for model_name in suite.models:
             try:
                 echo(f"[model] loading {model_name}")

@@ -39,3 +39,17 @@ def test_long_durations_read_as_minutes_and_hours():
     assert "ETA 7 s" in p.text()
     p.set(0, 100)
     assert "ETA 1 h 39 min" in p.text()
+
+
+def test_a_bar_with_nothing_to_do_prints_nothing(capsys):
+    """A fully cached split opens a bar of 0 batches: no empty tqdm line on stderr."""
+    from harness.progress import bar, stderr_echo
+
+    with bar(0, "[extract] m × d members", stderr_echo):
+        pass
+    with bar(0, "[extract] m × d members", lambda m: print(m)):
+        pass
+    assert capsys.readouterr() == ("", "")
+    with bar(1, "[extract] m × d members", stderr_echo) as p:
+        p.update(1)
+    assert "1/1" in capsys.readouterr().err

@@ -120,6 +120,17 @@ def test_ray_gives_the_local_numbers(tmp_path, fragile, ray_instance):
     assert any(m.startswith("[extract] 32/32 samples") and "2/2 shards" in m for m in messages)
 
 
+def test_counts_written_as_all_run_under_ray(tmp_path, fragile, ray_instance):
+    """The driver's progress total comes from the data it checked (n_members: all used to
+    reach a second count rule that compared 'all' with an int)."""
+    s = _suite(tmp_path / "all", "ray")
+    d = next(iter(s.data.values()))
+    d.n_members = d.n_nonmembers = "all"
+    messages = []
+    runner.run(s, log=False, echo=messages.append)
+    assert any(m.startswith("[extract] 32/32 samples") for m in messages)
+
+
 def test_killed_worker_is_retried_to_identical_numbers(tmp_path, fragile, ray_instance):
     root = tmp_path / "killed"
     s = _suite(root, "ray", shards=2)
