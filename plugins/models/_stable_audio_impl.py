@@ -114,7 +114,7 @@ class StableAudioOpen(DiffusionModel):
         "checkpoint": None,          # diffusers StableAudioPipeline folder, or hub id stabilityai/stable-audio-open-1.0
         "dtype": "float32",          # float32 | float16 | bfloat16: the VAE and the DiT (T5 and the projection stay float32)
         "latent_sampling": "mean",   # mean: VAE posterior mean | sample: one draw seeded per sample (training drew one)
-        "segment_seconds": None,     # None: the DiT's window (sample_size x hop / rate: 47.55 s for SAO 1.0); a number crops to the first seconds
+        "segment_seconds": None,     # null: the DiT's window (sample_size x hop / rate: 47.55 s for SAO 1.0); a number crops to the first seconds
         "time_map": "linear",        # grid t -> model time: linear (tau = t/1000) | audioldm2-snr (alpha^2 = AudioLDM2's abar_t)
     }
 

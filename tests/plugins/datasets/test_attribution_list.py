@@ -127,3 +127,12 @@ def test_suite_entry_resolves_relative_list_paths(layout, tmp_path, toy_plugins)
     assert params["recordings"] == str(tmp_path / "downloads")
     ds = _ds(**params)
     assert len(ds.samples("members")) == 3
+
+
+def test_every_parameter_is_documented():
+    from harness import plugins
+    from harness.plugin_docs import param_docs
+
+    cls = plugins.get("dataset", "attribution-list").load()
+    docs = param_docs(cls)
+    assert set(docs) == set(cls.defaults) and all(docs.values()), docs
