@@ -289,3 +289,25 @@ def test_identity_hashes_weights(sao_dir, tmp_path):
     raw[-3] ^= 1
     f.write_bytes(bytes(raw))
     assert StableAudioOpen(checkpoint=str(d)).identity()["content_hash"] != a["content_hash"]
+
+
+@pytest.mark.parametrize("dtype,tol", [("float16", 0.01), ("bfloat16", 0.05)])
+def test_reduced_precision_is_close_to_float32(sao_dir, model, clips, dtype, tol):
+    """VAE and DiT in float16 / bfloat16 (as the pipeline runs on a GPU; T5 kept float32):
+    latents and one epsilon prediction within ``tol`` (relative L2) of float32."""
+    from plugins.models._stable_audio_impl import StableAudioOpen
+
+    low = StableAudioOpen(checkpoint=str(sao_dir), dtype=dtype)
+    samples = _samples(clips)
+    ref = model.provide(samples, ALL, BatchContext(model, samples, 0))
+    got = low.provide(samples, ALL, BatchContext(low, samples, 0))
+    assert got[LATENTS].dtype == torch.float32                      # posterior mean, as float
+    rel = lambda a, b: float((a.float() - b.float()).norm() / b.float().norm())  # noqa: E731
+    assert rel(got[LATENTS], ref[LATENTS]) < tol
+    assert got[CONDITION]["encoder_hidden_states"].dtype == getattr(torch, dtype)
+    z = ref[LATENTS]
+    t = torch.tensor([300] * 3)
+    with torch.no_grad():
+        e_ref = model.predict_noise(z, t, ref[CONDITION])
+        e_low = low.predict_noise(z, t, got[CONDITION])
+    assert e_low.dtype == torch.float32 and rel(e_low, e_ref) < tol
