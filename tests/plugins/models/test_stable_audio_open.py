@@ -311,3 +311,56 @@ def test_reduced_precision_is_close_to_float32(sao_dir, model, clips, dtype, tol
         e_ref = model.predict_noise(z, t, ref[CONDITION])
         e_low = low.predict_noise(z, t, got[CONDITION])
     assert e_low.dtype == torch.float32 and rel(e_low, e_ref) < tol
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(__import__("shutil").which("espeak-ng") is None,
+                    reason="espeak-ng is installed by scripts/setup.sh")
+def test_a_suite_runs_stable_audio_open_on_attribution_lists_of_speech(sao_dir, tmp_path):
+    """End to end through the runner: the attribution-list dataset (lists + downloads in the
+    released naming) feeding stable-audio-open, on espeak-ng speech in four voices and lengths
+    from 0.4 s to several seconds (data nothing here was tuned on). Random weights: the AUCs are
+    only checked to exist, with their chance level (0.5) and permutation band reported."""
+    import csv
+    import subprocess
+
+    from harness.testing import run_suite
+
+    words = "river stone light morning garden window silver paper orange quiet".split()
+    voices = ("en-us", "de", "fr", "es")
+    rows = []
+    for side, root in (("members", tmp_path / "dl" / "freesound"),
+                       ("nonmembers", tmp_path / "new" / "freesound")):
+        root.mkdir(parents=True)
+        for i in range(6):
+            sid = 1000 + i if side == "members" else 900000 + i
+            first = 0 if side == "members" else 5
+            text = " ".join((words * 2)[first: first + 1 + (i * 3) % 10])
+            wav = root / f"{sid}__user{i}__clip.wav"
+            subprocess.run(["espeak-ng", "-v", voices[i % 4], "-w", str(wav), text], check=True,
+                           capture_output=True)
+            (root / f"{sid}__user{i}__clip.txt").write_text(text)
+            if side == "members":
+                rows.append([sid, f"https://freesound.org/people/user{i}/sounds/{sid}/",
+                             "clip.wav", f"user{i}", "CC0"])
+    lst = tmp_path / "freesound_dataset_attribution2.csv"
+    with open(lst, "w", newline="") as fh:
+        csv.writer(fh).writerows([["id", "url", "title", "author", "license"], *rows])
+    params = {"lists": {"freesound": str(lst)}, "recordings": str(tmp_path / "dl"),
+              "nonmembers": str(tmp_path / "new")}
+    suite = {
+        "name": "sao-speech", "seed": 0, "batch_size": 4,
+        "models": {"sao": {"plugin": "stable-audio-open", "params": {"checkpoint": str(sao_dir)}}},
+        "data": {"speech": {side: {"source": "attribution-list", "split": side, "params": params}
+                            for side in ("members", "nonmembers")}},
+        "attacks": [{"plugin": "denoising-loss", "params": {"n_repetitions": 2}},
+                    {"plugin": "pia"}],
+        "mia": {"subsamples": 20}, "mlflow": {"enabled": False},
+    }
+    res = run_suite(suite, tmp_path / "work")
+    for attack in ("denoising-loss", "pia"):
+        r = res.mia_result(attack)
+        assert 0.0 <= r["auc"] <= 1.0
+    feats = res.features("denoising-loss")
+    assert all(np.isfinite(np.asarray(v, dtype=float)).all() for v in feats.values()
+               if np.asarray(v).dtype.kind == "f")
