@@ -49,16 +49,15 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from harness import dtypes
 from harness.canary import shuffled_batches, train_steps, training_samples
 from harness.contracts import CONDITION, LATENTS, NULL_CONDITION, DiffusionModel
 from harness.errors import ConfigError, ModelLoadError
 
 from . import _audio
+from ._diffusers_shared import DTYPES, freeze, scheduler_alphas, unet_epsilon
 
 #: bump when training or the saved format changes (part of the cache key)
 CODE_VERSION = "1"
-DTYPES = dtypes.table()  # the harness-wide table (harness.dtypes)
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
 DEFAULT_TRAIN_DATA = {"source": "folk-tunes", "split": "members", "params": {}}
@@ -287,8 +286,8 @@ class DiffusionCanary(DiffusionModel):
             raise ModelLoadError(f"diffusion-canary: cached canary {path} is unreadable ({exc}); "
                                  "delete the folder to retrain it") from exc
         for k in ("unet", "vae"):
-            m[k] = m[k].to(self.device, dtype).eval().requires_grad_(False)
-        m["text_encoder"] = m["text_encoder"].to(self.device).eval().requires_grad_(False)
+            m[k] = freeze(m[k].to(self.device, dtype))
+        m["text_encoder"] = freeze(m["text_encoder"].to(self.device))
         return m
 
     # -- audio and text --------------------------------------------------------------------
@@ -312,7 +311,7 @@ class DiffusionCanary(DiffusionModel):
 
     def alphas_cumprod(self) -> torch.Tensor:
         if self._alphas is None:
-            self._alphas = torch.cumprod(1.0 - self.m["scheduler"].betas.double().cpu(), 0)
+            self._alphas = scheduler_alphas(self.m["scheduler"].betas)
         return self._alphas
 
     def provide(self, samples, needs, ctx) -> dict:
@@ -331,16 +330,8 @@ class DiffusionCanary(DiffusionModel):
         return out
 
     def predict_noise(self, z_t: torch.Tensor, t, condition: dict) -> torch.Tensor:
-        unet = self.m["unet"]
-        dtype = DTYPES[self.params["dtype"]]
-        tt = torch.as_tensor(t, device=self.device)
-        if tt.dim() == 0:
-            tt = tt.expand(z_t.shape[0])
-        out = unet(z_t.to(self.device, dtype), tt.long(),
-                   encoder_hidden_states=condition["encoder_hidden_states"].to(self.device, dtype),
-                   encoder_attention_mask=condition["encoder_attention_mask"].to(self.device),
-                   return_dict=False)[0]
-        return out.to(z_t.dtype)
+        return unet_epsilon(self.m["unet"], z_t, t, condition,
+                            dtype=DTYPES[self.params["dtype"]], device=self.device)
 
     # -- training --------------------------------------------------------------------------
 

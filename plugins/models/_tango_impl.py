@@ -56,8 +56,8 @@ from harness.contracts import DiffusionModel
 from harness.errors import ConfigError, ModelLoadError
 
 from . import _audio
-from ._audioldm2_impl import (DTYPES, check_choice, freeze, posterior_latents,
-                              resolve_checkpoint, timesteps, to_epsilon)
+from ._diffusers_shared import (DTYPES, check_choice, freeze, posterior_latents, resolve_checkpoint,
+                                scheduler_alphas, unet_epsilon)
 
 FILES = ("main_config.json", "vae_config.json", "stft_config.json", "pytorch_model_main.bin",
          "pytorch_model_vae.bin", "pytorch_model_stft.bin")
@@ -434,7 +434,7 @@ class Tango(DiffusionModel):
                     "trained_betas")
             sched = DDPMScheduler(**{k: self.scheduler_cfg[k] for k in keys
                                      if k in self.scheduler_cfg})
-            self._alphas = torch.cumprod(1.0 - sched.betas.double(), 0)
+            self._alphas = scheduler_alphas(sched.betas)
             if self._alphas.shape[0] != self.num_train_timesteps:
                 raise ModelLoadError(f"scheduler has {self._alphas.shape[0]} train timesteps; "
                                      f"expected {self.num_train_timesteps}")
@@ -478,13 +478,10 @@ class Tango(DiffusionModel):
                 "encoder_attention_mask": m0.expand(b, -1).contiguous()}
 
     def predict_noise(self, z_t: torch.Tensor, t, condition: dict) -> torch.Tensor:
-        unet, dtype = self.m["unet"], DTYPES[self.params["dtype"]]
-        tt = timesteps(t, z_t.shape[0], self.device)
-        out = unet(z_t.to(self.device, dtype), tt,
-                   encoder_hidden_states=condition["encoder_hidden_states"].to(self.device, dtype),
-                   encoder_attention_mask=condition["encoder_attention_mask"].to(self.device),
-                   return_dict=False)[0]
-        return to_epsilon(out, z_t, tt, self.alphas_cumprod(), self.prediction_type).to(z_t.dtype)
+        return unet_epsilon(self.m["unet"], z_t, t, condition,
+                            dtype=DTYPES[self.params["dtype"]], device=self.device,
+                            alphas_cumprod=self.alphas_cumprod(),
+                            prediction_type=self.prediction_type)
 
 
 def windowed_fourier_basis() -> torch.Tensor:
