@@ -50,7 +50,7 @@ from harness.errors import ConfigError, ModelLoadError
 
 from . import _audio
 from ._diffusers_shared import (DTYPES, check_choice, freeze, posterior_latents, resolve_checkpoint,
-                                scheduler_alphas, unet_epsilon)
+                                UNetDenoiser, scheduler_alphas)
 
 # ---------------------------------------------------------------------------------------------
 # AudioLDM2
@@ -64,7 +64,7 @@ EXPECTED = ("a diffusers AudioLDM2 pipeline: model_index.json and the subfolders
 LANGUAGE_MODELS = ("GPT2Model", "GPT2LMHeadModel")
 
 
-class AudioLDM2(DiffusionModel):
+class AudioLDM2(UNetDenoiser, DiffusionModel):
     """AudioLDM2 text-to-audio latent diffusion model (ε-prediction, 1000 DDPM steps)."""
 
     path_or_hub_params = ("checkpoint",)
@@ -276,8 +276,3 @@ class AudioLDM2(DiffusionModel):
                 "encoder_hidden_states_1": t5.expand(batch, -1, -1).to(dtype),
                 "encoder_attention_mask_1": mask.expand(batch, -1).contiguous()}
 
-    def predict_noise(self, z_t: torch.Tensor, t, condition: dict) -> torch.Tensor:
-        return unet_epsilon(self.m["unet"], z_t, t, condition,
-                            dtype=DTYPES[self.params["dtype"]], device=self.device,
-                            alphas_cumprod=self.alphas_cumprod(),
-                            prediction_type=self.prediction_type)

@@ -13,6 +13,7 @@ never by ``harness --help``); diffusers/huggingface_hub only inside the function
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from pathlib import Path
@@ -122,3 +123,29 @@ def unet_epsilon(unet, z_t: torch.Tensor, t, condition: dict, *, dtype, device,
     if prediction_type != "epsilon":
         out = to_epsilon(out, z_t, tt, alphas_cumprod, prediction_type)
     return out.to(z_t.dtype)
+
+
+class UNetDenoiser:
+    """``predict_noise`` and ``switchable_precision`` for a ``DiffusionModel`` whose denoiser is
+    ``self.m["unet"]`` loaded in ``params["dtype"]`` (with ``alphas_cumprod`` and
+    ``prediction_type``). Inside ``denoiser_precision(name)`` another dtype runs a copy of the
+    same UNet cast to ``name``: the suite's (possibly half-precision) weights, float32
+    arithmetic, built once and kept (a second copy of the UNet in memory)."""
+
+    switchable_precision = True
+
+    def denoiser(self):
+        """(UNet, torch dtype) for the current ``denoiser_dtype()``."""
+        name = self.denoiser_dtype()
+        if name == self.params["dtype"]:
+            return self.m["unet"], DTYPES[name]
+        copies = self.__dict__.setdefault("_unet_copies", {})
+        if name not in copies:
+            copies[name] = freeze(copy.deepcopy(self.m["unet"]).to(DTYPES[name]))
+        return copies[name], DTYPES[name]
+
+    def predict_noise(self, z_t: torch.Tensor, t, condition: dict) -> torch.Tensor:
+        unet, dtype = self.denoiser()
+        return unet_epsilon(unet, z_t, t, condition, dtype=dtype, device=self.device,
+                            alphas_cumprod=self.alphas_cumprod(),
+                            prediction_type=self.prediction_type)

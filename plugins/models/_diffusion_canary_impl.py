@@ -54,7 +54,7 @@ from harness.contracts import CONDITION, LATENTS, NULL_CONDITION, DiffusionModel
 from harness.errors import ConfigError, ModelLoadError
 
 from . import _audio
-from ._diffusers_shared import DTYPES, freeze, scheduler_alphas, unet_epsilon
+from ._diffusers_shared import DTYPES, UNetDenoiser, freeze, scheduler_alphas
 
 #: bump when training or the saved format changes (part of the cache key)
 CODE_VERSION = "1"
@@ -93,7 +93,7 @@ def build_tokenizer(max_length: int):
                                    model_max_length=max_length)
 
 
-class DiffusionCanary(DiffusionModel):
+class DiffusionCanary(UNetDenoiser, DiffusionModel):
     """Latent diffusion canary trained lazily on ``train_data`` (members)."""
 
     version = "1"
@@ -314,6 +314,9 @@ class DiffusionCanary(DiffusionModel):
             self._alphas = scheduler_alphas(self.m["scheduler"].betas)
         return self._alphas
 
+    #: the canary's scheduler (``_scheduler``) predicts ε
+    prediction_type = "epsilon"
+
     def provide(self, samples, needs, ctx) -> dict:
         out: dict = {}
         dtype = DTYPES[self.params["dtype"]]
@@ -328,10 +331,6 @@ class DiffusionCanary(DiffusionModel):
             if NULL_CONDITION in needs:
                 out[NULL_CONDITION] = self.encode_text([""] * len(samples))
         return out
-
-    def predict_noise(self, z_t: torch.Tensor, t, condition: dict) -> torch.Tensor:
-        return unet_epsilon(self.m["unet"], z_t, t, condition,
-                            dtype=DTYPES[self.params["dtype"]], device=self.device)
 
     # -- training --------------------------------------------------------------------------
 

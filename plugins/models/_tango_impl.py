@@ -57,7 +57,7 @@ from harness.errors import ConfigError, ModelLoadError
 
 from . import _audio
 from ._diffusers_shared import (DTYPES, check_choice, freeze, posterior_latents, resolve_checkpoint,
-                                scheduler_alphas, unet_epsilon)
+                                UNetDenoiser, scheduler_alphas)
 
 FILES = ("main_config.json", "vae_config.json", "stft_config.json", "pytorch_model_main.bin",
          "pytorch_model_vae.bin", "pytorch_model_stft.bin")
@@ -204,7 +204,7 @@ def read_state_dict(path: Path) -> dict:
     return dict(state)
 
 
-class Tango(DiffusionModel):
+class Tango(UNetDenoiser, DiffusionModel):
     """TANGO text-to-audio LDM (v-prediction, SD-2.1 schedule, FLAN-T5-large conditioning)."""
 
     path_params = ("checkpoint",)
@@ -476,12 +476,6 @@ class Tango(DiffusionModel):
         b = hidden.shape[0]
         return {"encoder_hidden_states": h0.expand(b, -1, -1).contiguous(),
                 "encoder_attention_mask": m0.expand(b, -1).contiguous()}
-
-    def predict_noise(self, z_t: torch.Tensor, t, condition: dict) -> torch.Tensor:
-        return unet_epsilon(self.m["unet"], z_t, t, condition,
-                            dtype=DTYPES[self.params["dtype"]], device=self.device,
-                            alphas_cumprod=self.alphas_cumprod(),
-                            prediction_type=self.prediction_type)
 
 
 def windowed_fourier_basis() -> torch.Tensor:
