@@ -11,9 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import ConfigError
-
-#: the DI aggregator per model family (as in suites/demo.yaml and the paper)
-AGGREGATOR = {"diffusion": "cdi", "autoregressive": "minmax-sum"}
+from .suite import DEFAULT_PRIMARY as AGGREGATOR  # the primary DI aggregator per model family
 
 
 def data_ref(where: str, split: str | None) -> dict:
