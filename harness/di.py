@@ -362,6 +362,9 @@ def primary_test(aggregator, members: np.ndarray, nonmembers: np.ndarray, n: int
     undefined), rejects."""
     Nm, Nu = members.shape[0], nonmembers.shape[0]
     n = min(Nm, Nu) if n is None else int(n)
+    if n < 2:
+        raise ConfigError(f"the primary DI test needs at least 2 members and 2 non-members; "
+                          f"got {Nm} and {Nu}")
     if n > min(Nm, Nu):
         raise ConfigError(f"di.n = {n} exceeds the data: {Nm} members and {Nu} non-members; "
                           f"declare di.n <= {min(Nm, Nu)}")

@@ -40,7 +40,7 @@ def console_summary(results_dir: str | Path) -> str:
             lines.append(f"{r['model']:24} {r['data']:12} {r['aggregator']:14} {role:11} "
                          f"{min_n:>7} {r['alpha']:>6g} {null:>9}" + (f"  {mark}" if mark else ""))
             where = f"{r['model']} × {r['data']} × {r['aggregator']}"
-            first = r.get("primary_test")
+            first = r.get("primary_test") if r.get("primary") else None
             if first:
                 p = first.get("p_value")
                 verdict = "undefined" if p is None else \
