@@ -13,6 +13,7 @@ vectorised over the subsamples.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -22,7 +23,8 @@ from .contracts import FeatureSpec
 from .errors import ConfigError
 
 __all__ = ["tpr_at_fpr", "auc", "subsampled", "evaluate_features", "roc_points",
-           "allowed_false_positives"]
+           "allowed_false_positives", "prepare", "evaluate_prepared", "chance_bands",
+           "SELECTIONS", "DEFAULT_SELECTION"]
 
 
 def _as_scores(x, what: str) -> np.ndarray:
@@ -197,9 +199,166 @@ def lr_crossfit_scores(member: np.ndarray, nonmember: np.ndarray, folds: int = 5
     return sm, su
 
 
-def evaluate_features(features: dict, specs: Sequence[FeatureSpec], selection: str = "best",
-                      target_fpr: float = 0.01, n_subsamples: int = 250, fraction: float = 0.5,
-                      seed: int = 0) -> dict:
+#: how a multi-feature attack becomes one MIA result (``mia.selection``)
+SELECTIONS = ("best-heldout", "best", "lr")
+DEFAULT_SELECTION = "best-heldout"
+
+
+@dataclass
+class Prepared:
+    """One attack's oriented, NaN-filled features ([n_m, F] members, [n_u, F] non-members), and
+    for ``lr`` the cross-fitted scores that stand in for them as one column."""
+
+    names: list[str]
+    specs: list
+    selection: str
+    M: np.ndarray
+    U: np.ndarray
+    lr: tuple[np.ndarray, np.ndarray] | None = None
+
+    def columns(self) -> tuple[np.ndarray, np.ndarray]:
+        """The columns the reported statistic is computed from (one per candidate)."""
+        if self.lr is not None:
+            return self.lr[0][:, None], self.lr[1][:, None]
+        return self.M, self.U
+
+    @property
+    def effective(self) -> str:
+        """The rule that actually applies: one feature is reported as itself."""
+        if self.lr is not None:
+            return "lr"
+        return "single" if self.M.shape[1] == 1 else self.selection
+
+
+def prepare(features: dict, specs: Sequence[FeatureSpec], selection: str = DEFAULT_SELECTION,
+            seed: int = 0) -> Prepared:
+    """Orient (negated when lower = member), fill NaN with the pooled median, check shapes, and
+    for ``lr`` fit the cross-fitted scorer once."""
+    if selection not in SELECTIONS:
+        raise ConfigError(f"selection must be one of {', '.join(SELECTIONS)}; got {selection!r}")
+    if not specs:
+        raise ConfigError("evaluate_features needs at least one feature spec")
+    missing = [s.name for s in specs if s.name not in features]
+    if missing:
+        raise ConfigError(f"features {missing} declared by the attack were not extracted; "
+                          f"got {sorted(features)}")
+    ms, us = [], []
+    for s in specs:
+        m, u = (np.asarray(v, dtype=np.float64).ravel() for v in features[s.name])
+        if m.size < 1 or u.size < 1:
+            raise ConfigError(f"feature '{s.name}' needs at least one member and one non-member")
+        if ms and (m.size != ms[0].size or u.size != us[0].size):
+            raise ConfigError("all features of one attack must have the same number of samples")
+        if not s.higher_is_member:
+            m, u = -m, -u
+        m, u = _fill_nan(m, u)
+        ms.append(m)
+        us.append(u)
+    p = Prepared([s.name for s in specs], list(specs), selection, np.stack(ms, 1),
+                 np.stack(us, 1))
+    if selection == "lr" and len(specs) > 1:
+        p.lr = lr_crossfit_scores(p.M, p.U, folds=5, seed=seed)
+    return p
+
+
+def _rows_per_column(M: np.ndarray, U: np.ndarray, im: np.ndarray, iu: np.ndarray,
+                     target_fpr: float) -> tuple[np.ndarray, np.ndarray]:
+    """AUC and TPR of every column on every subsample row: two [F, ...rows] arrays. ``im``/``iu``
+    may have any leading shape (rows, or permutations x rows); the last axis indexes samples."""
+    lead = im.shape[:-1]
+    aucs, tprs = [], []
+    for f in range(M.shape[1]):
+        ms = M[:, f][im].reshape(-1, im.shape[-1])
+        us = U[:, f][iu].reshape(-1, iu.shape[-1])
+        aucs.append(_auc_rows(ms, us).reshape(lead))
+        tprs.append(_tpr_rows(ms, us, target_fpr).reshape(lead))
+    return np.stack(aucs), np.stack(tprs)
+
+
+def _pick(tpr: np.ndarray, auc: np.ndarray) -> np.ndarray:
+    """Index (axis 0) of the best column: highest TPR, ties broken by the higher AUC, then by
+    spec order (IAR's rule, attacks.md §5.3), for every position of the remaining axes."""
+    top = tpr == tpr.max(axis=0, keepdims=True)
+    a = np.where(top, auc, -np.inf)
+    return np.argmax(a == a.max(axis=0, keepdims=True), axis=0)
+
+
+def _halves(rng: np.random.Generator, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row of ``idx`` shuffled and cut in two: (selection half, report half)."""
+    if idx.shape[-1] < 2:
+        raise ConfigError(
+            f"selection best-heldout splits every subsample in halves, but a subsample holds "
+            f"{idx.shape[-1]} sample(s) of one side; use more samples, a larger "
+            "mia.subsample_fraction, or selection: best")
+    order = np.argsort(rng.random(idx.shape), axis=-1)
+    idx = np.take_along_axis(idx, order, axis=-1)
+    h = idx.shape[-1] // 2
+    return idx[..., :h], idx[..., h:]
+
+
+def _reported(p: Prepared, im: np.ndarray, iu: np.ndarray, target_fpr: float,
+              split_rng: np.random.Generator) -> dict:
+    """The attack's reported statistic on subsample rows [..., R, s]: AUC and TPR per leading
+    position (averaged over R), and which column each position reported.
+
+    ``best`` picks the column with the best mean over the rows and reports that mean (chosen on
+    the same data); ``best-heldout`` picks, within every row, the best column on a random half
+    of the row's members and non-members and reports it on the other half; ``single`` / ``lr``
+    report their one column."""
+    M, U = p.columns()
+    rule = p.effective
+    if rule == "best-heldout":
+        ima, imb = _halves(split_rng, im)
+        iua, iub = _halves(split_rng, iu)
+        auc_a, tpr_a = _rows_per_column(M, U, ima, iua, target_fpr)
+        auc_b, tpr_b = _rows_per_column(M, U, imb, iub, target_fpr)
+        chosen = _pick(tpr_a, auc_a)  # [..., R]
+        auc_r = np.take_along_axis(auc_b, chosen[None], 0)[0]
+        tpr_r = np.take_along_axis(tpr_b, chosen[None], 0)[0]
+        return {"auc": auc_r.mean(-1), "tpr": tpr_r.mean(-1), "auc_rows": auc_r,
+                "tpr_rows": tpr_r, "chosen": chosen}
+    aucs, tprs = _rows_per_column(M, U, im, iu, target_fpr)  # [F, ..., R]
+    mean_auc, mean_tpr = aucs.mean(-1), tprs.mean(-1)
+    chosen = _pick(mean_tpr, mean_auc)  # [...]
+    auc_r = np.take_along_axis(aucs, chosen[None, ..., None], 0)[0]
+    tpr_r = np.take_along_axis(tprs, chosen[None, ..., None], 0)[0]
+    return {"auc": auc_r.mean(-1), "tpr": tpr_r.mean(-1), "auc_rows": auc_r, "tpr_rows": tpr_r,
+            "chosen": chosen}
+
+
+def evaluate_prepared(p: Prepared, target_fpr: float = 0.01, n_subsamples: int = 250,
+                      fraction: float = 0.5, seed: int = 0) -> dict:
+    """Attack-level MIA result of a :func:`prepare`d attack (see :func:`evaluate_features`)."""
+    if n_subsamples < 1:
+        raise ConfigError(f"n_subsamples must be >= 1, got {n_subsamples}")
+    n_m, n_u = p.M.shape[0], p.U.shape[0]
+    rng = np.random.default_rng(seed)
+    im = _subsample_indices(rng, n_m, _subsample_size(n_m, fraction), n_subsamples)
+    iu = _subsample_indices(rng, n_u, _subsample_size(n_u, fraction), n_subsamples)
+    per_feature = []
+    for j, s in enumerate(p.specs):
+        per_feature.append({"name": s.name, **_metrics_from_indices(p.M[:, j], p.U[:, j], im, iu,
+                                                                     target_fpr),
+                            "higher_is_member": bool(s.higher_is_member)})
+    rep = _reported(p, im, iu, target_fpr, np.random.default_rng([seed, 1]))
+    out = {"auc": float(rep["auc"]), "auc_std": float(rep["auc_rows"].std()),
+           "tpr": float(rep["tpr"]), "tpr_std": float(rep["tpr_rows"].std()),
+           "per_feature": per_feature}
+    rule = p.effective
+    if rule == "lr":
+        return {**out, "selected": "lr", "scores": p.lr}
+    if rule == "best-heldout":
+        counts = np.bincount(rep["chosen"].ravel(), minlength=len(p.names)) / rep["chosen"].size
+        top = int(np.argmax(counts))
+        out["selected_fraction"] = {n: float(c) for n, c in zip(p.names, counts) if c > 0}
+    else:
+        top = int(rep["chosen"])
+    return {**out, "selected": p.names[top], "scores": (p.M[:, top], p.U[:, top])}
+
+
+def evaluate_features(features: dict, specs: Sequence[FeatureSpec],
+                      selection: str = DEFAULT_SELECTION, target_fpr: float = 0.01,
+                      n_subsamples: int = 250, fraction: float = 0.5, seed: int = 0) -> dict:
     """Attack-level MIA result from raw per-feature values.
 
     ``features`` = {name: (member values [n_m], non-member values [n_u])}. Each feature is oriented
@@ -207,56 +366,78 @@ def evaluate_features(features: dict, specs: Sequence[FeatureSpec], selection: s
     All features are evaluated on the *same* subsample indices, so their means are comparable.
 
     ``selection``:
+    - ``"best-heldout"`` (default): within each subsample, the best feature (highest TPR, ties by
+      AUC, then spec order) is chosen on a random half of its members and non-members and its
+      AUC / TPR are measured on the other half; reported: the mean over subsamples. Choosing on
+      the data it is reported on inflates near-chance signals (issue #10); this does not.
+      ``selected`` is the feature chosen most often, ``selected_fraction`` how often each was.
     - ``"best"``: IAR's rule (attacks.md §5.3): the feature with the highest mean TPR, ties broken
-      by the higher mean AUC, then by spec order; its name is returned in ``selected``. The choice
-      is made on the evaluation data itself, so it is optimistic, as in the reference tables.
+      by the higher mean AUC, then by spec order, chosen and reported on the same subsamples
+      (optimistic, as in the reference tables; kept to reproduce them).
     - ``"lr"``: CDI's rule (attacks.md §3.9): 5-fold cross-fitted StandardScaler + logistic
       regression over all the attack's features; the out-of-fold probabilities are evaluated like
       one feature and ``selected`` is ``"lr"``.
     An attack with a single feature reports that feature whatever ``selection`` says.
+    ``scores`` are the oriented per-sample scores of ``selected`` (the LR probabilities for lr).
     """
-    if selection not in ("best", "lr"):
-        raise ConfigError(f"selection must be 'best' or 'lr', got {selection!r}")
-    if not specs:
-        raise ConfigError("evaluate_features needs at least one feature spec")
-    missing = [s.name for s in specs if s.name not in features]
-    if missing:
-        raise ConfigError(f"features {missing} declared by the attack were not extracted; "
-                          f"got {sorted(features)}")
-    oriented = {}
-    for s in specs:
-        m, u = (np.asarray(v, dtype=np.float64).ravel() for v in features[s.name])
-        if m.size < 1 or u.size < 1:
-            raise ConfigError(f"feature '{s.name}' needs at least one member and one non-member")
-        if not s.higher_is_member:
-            m, u = -m, -u
-        oriented[s.name] = _fill_nan(m, u)
-    n_m, n_u = next(iter(oriented.values()))[0].size, next(iter(oriented.values()))[1].size
-    if any(m.size != n_m or u.size != n_u for m, u in oriented.values()):
-        raise ConfigError("all features of one attack must have the same number of samples")
+    p = prepare(features, specs, selection, seed)
+    return evaluate_prepared(p, target_fpr, n_subsamples, fraction, seed)
 
-    rng = np.random.default_rng(seed)
+
+# ---------------------------------------------------------------------------------------------
+# chance level: label permutation
+
+
+def chance_bands(attacks: Sequence[Prepared], target_fpr: float = 0.01, n_subsamples: int = 50,
+                 fraction: float = 0.5, n_permutations: int = 200, seed: int = 0,
+                 q: float = 0.95, max_elements: int = 4_000_000) -> dict:
+    """The ``q`` quantile of each attack's reported AUC and TPR when membership labels are
+    permuted, and of the best AUC / best TPR over all of them (one cell).
+
+    Why: at small n a true null already shows AUCs far from 0.5, and more so for the best of many
+    features or attacks (validity.md §3: 48 + 48 samples, 13 attacks, best AUC 0.61 with no
+    signal at all). Every permutation relabels the pooled samples once for *all* attacks, so the
+    best-over-attacks band keeps the correlation between attacks, and each attack's own
+    selection rule (best, best-heldout) is rerun on the relabelled data. The statistic is the
+    same mean over subsamples as the reported one, with ``n_subsamples`` (fewer than the 250 of
+    the report: the band comes out very slightly wider, never narrower). For ``lr`` the
+    cross-fitted scores are permuted as one fixed score (refitting per permutation would cost
+    5 fits each). Vectorised over permutations and subsamples, in chunks of ``max_elements``.
+    Returns {"attacks": [(auc_q, tpr_q) per attack], "best_auc": q, "best_tpr": q,
+    "permutations": n}.
+    """
+    if not attacks:
+        raise ConfigError("chance_bands needs at least one attack")
+    n_m, n_u = attacks[0].M.shape[0], attacks[0].U.shape[0]
+    if any(a.M.shape[0] != n_m or a.U.shape[0] != n_u for a in attacks):
+        raise ConfigError("all attacks of one cell must score the same samples")
+    if n_permutations < 1:
+        raise ConfigError(f"null permutations must be >= 1, got {n_permutations}")
+    rng = np.random.default_rng([seed, 0x6E756C6C])
+    n = n_m + n_u
     im = _subsample_indices(rng, n_m, _subsample_size(n_m, fraction), n_subsamples)
     iu = _subsample_indices(rng, n_u, _subsample_size(n_u, fraction), n_subsamples)
-    per_feature = []
-    for s in specs:
-        m, u = oriented[s.name]
-        per_feature.append({"name": s.name, **_metrics_from_indices(m, u, im, iu, target_fpr),
-                            "higher_is_member": bool(s.higher_is_member)})
-
-    if selection == "lr" and len(specs) > 1:
-        M = np.stack([oriented[s.name][0] for s in specs], axis=1)
-        U = np.stack([oriented[s.name][1] for s in specs], axis=1)
-        sm, su = lr_crossfit_scores(M, U, folds=5, seed=seed)
-        res = _metrics_from_indices(sm, su, im, iu, target_fpr)
-        return {**res, "selected": "lr", "per_feature": per_feature, "scores": (sm, su)}
-
-    best = 0
-    for i, f in enumerate(per_feature):
-        b = per_feature[best]
-        if f["tpr"] > b["tpr"] or (f["tpr"] == b["tpr"] and f["auc"] > b["auc"]):
-            best = i
-    chosen = per_feature[best]
-    return {"auc": chosen["auc"], "auc_std": chosen["auc_std"], "tpr": chosen["tpr"],
-            "tpr_std": chosen["tpr_std"], "selected": chosen["name"], "per_feature": per_feature,
-            "scores": oriented[chosen["name"]]}
+    perms = np.argsort(rng.random((n_permutations, n)), axis=1)
+    per_perm = n_subsamples * (im.shape[1] + iu.shape[1]) * 2
+    chunk = max(1, max_elements // max(per_perm, 1))
+    auc = np.empty((len(attacks), n_permutations))
+    tpr = np.empty((len(attacks), n_permutations))
+    for a, p in enumerate(attacks):
+        M, U = p.columns()
+        X = np.r_[M, U]
+        # pseudo-members are X[perm[:n_m]]: index X directly through the permutation
+        split_rng = np.random.default_rng([seed, 0x6E756C6C, a])
+        for c in range(0, n_permutations, chunk):
+            pc = perms[c:c + chunk]
+            jm = pc[:, :n_m][:, im]   # [P, R, s_m] rows of X
+            ju = pc[:, n_m:][:, iu]
+            pseudo = Prepared(p.names, p.specs, p.selection, X, X,
+                              None if p.lr is None else (X[:, 0], X[:, 0]))
+            rep = _reported(pseudo, jm, ju, target_fpr, split_rng)
+            auc[a, c:c + chunk] = rep["auc"]
+            tpr[a, c:c + chunk] = rep["tpr"]
+    return {"attacks": [(float(np.quantile(auc[a], q)), float(np.quantile(tpr[a], q)))
+                        for a in range(len(attacks))],
+            "best_auc": float(np.quantile(auc.max(0), q)),
+            "best_tpr": float(np.quantile(tpr.max(0), q)),
+            "permutations": int(n_permutations), "quantile": q}

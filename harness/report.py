@@ -120,6 +120,9 @@ def _mia_rows(runs) -> list[dict]:
                      "auc_std": m.get("auc_std"), "tpr_at_fpr": m.get(k),
                      "tpr_at_fpr_std": m.get(f"{k}_std"), "target_fpr": target,
                      "selected_feature": t.get("selected_feature", ""),
+                     "auc_null_q95": m.get("auc_null_q95"), "tpr_null_q95": m.get("tpr_null_q95"),
+                     "best_auc_null_q95": m.get("best_of_cell_auc_null_q95"),
+                     "best_tpr_null_q95": m.get("best_of_cell_tpr_null_q95"),
                      "min_n": None, "max_n": None, "alpha": None, "null_fpr": None,
                      "null_fpr_upper": None, "run_id": r.info.run_id})
     return rows
@@ -139,7 +142,8 @@ def _di_rows(runs) -> list[dict]:
         rows.append({"kind": "di", "model": t.get("model"), "data": t.get("data"), "attack": "",
                      "aggregator": t.get("aggregator"), "auc": None, "auc_std": None,
                      "tpr_at_fpr": None, "tpr_at_fpr_std": None, "target_fpr": None,
-                     "selected_feature": "",
+                     "selected_feature": "", "auc_null_q95": None, "tpr_null_q95": None,
+                     "best_auc_null_q95": None, "best_tpr_null_q95": None,
                      "min_n": None if min_n is None else int(min_n),
                      "max_n": None if max_n is None else int(max_n),
                      "alpha": _float(p.get("alpha")),
@@ -171,11 +175,38 @@ def pct(mean, std) -> str:
     return f"{100 * mean:.2f}" + ("" if std is None else f" ± {100 * std:.2f}")
 
 
+def with_chance(mean, std, q95) -> str:
+    """A paper cell with its chance band: "61.20 ± 3.10 (chance 63.50)"; a value at or below
+    the band is what label permutation alone produces at this sample size."""
+    cell = pct(mean, std)
+    return cell if mean is None or q95 is None else f"{cell} (chance {100 * q95:.2f})"
+
+
+def _best_row(rows: list[dict], value: str, band: str, cols: list[tuple]) -> list[str]:
+    """The last row of an MIA table: per column, the best attack's value beside the chance band
+    of the best of that many attacks (a best-of-13 needs its own yardstick)."""
+    out = ["Best attack (chance of the best)"]
+    for col in cols:
+        sub = [r for r in rows if (r["model"], r["data"]) == col and r[value] is not None]
+        if not sub:
+            out.append("–")
+            continue
+        top = max(sub, key=lambda r: r[value])
+        q = sub[0][band]
+        out.append(f"{100 * top[value]:.2f} {top['attack']}"
+                   + ("" if q is None else f" (chance {100 * q:.2f})"))
+    return out
+
+
 def _md_table(header: list[str], body: list[list[str]]) -> str:
     def line(cells):
         return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
     return "\n".join([line(header), line(["---"] * len(header))] + [line(r) for r in body])
+
+
+def _columns(rows: list[dict]) -> list[tuple]:
+    return list(dict.fromkeys((r["model"], r["data"]) for r in rows))
 
 
 def _pivot(rows: list[dict], value) -> tuple[list[str], list[list[str]]]:
@@ -273,14 +304,20 @@ def _markdown(mia: list[dict], di: list[dict], source: str) -> str:
             number, next_number = next_number, next_number + 1
         rows = [r for r in mia if (r.get("family") or "") == fam]
         what = f"{fam} models" if fam else "models"
-        h, b = _pivot(rows, lambda r: pct(r["auc"], r["auc_std"]))
-        parts += ["", f"Table {number}a: MIA on {what}, AUC (%), mean ± std over subsamples "
-                      "(50 = chance)", "", _md_table(h, b)]
+        h, b = _pivot(rows, lambda r: with_chance(r["auc"], r["auc_std"], r["auc_null_q95"]))
+        b.append(_best_row(rows, "auc", "best_auc_null_q95", _columns(rows)))
+        parts += ["", f"Table {number}a: MIA on {what}, AUC (%), mean ± std over subsamples; "
+                      "(chance q) = 95th percentile of the same statistic under label "
+                      "permutation at this sample size (50 = no signal on average)", "",
+                  _md_table(h, b)]
         for target in sorted({r["target_fpr"] for r in rows}):
             sub = [r for r in rows if r["target_fpr"] == target]
-            h, b = _pivot(sub, lambda r: pct(r["tpr_at_fpr"], r["tpr_at_fpr_std"]))
+            h, b = _pivot(sub, lambda r: with_chance(r["tpr_at_fpr"], r["tpr_at_fpr_std"],
+                                                     r["tpr_null_q95"]))
+            b.append(_best_row(sub, "tpr_at_fpr", "best_tpr_null_q95", _columns(sub)))
             parts += ["", f"Table {number}b: MIA on {what}, TPR@{100 * target:g}%FPR (%), "
-                          f"mean ± std over subsamples ({100 * target:g} = chance)", "",
+                          f"mean ± std over subsamples; (chance q) as in {number}a "
+                          f"({100 * target:g} = no signal on average)", "",
                       _md_table(h, b)]
     if di:
         # the primary (pre-declared) test of each cell first
@@ -302,7 +339,8 @@ def _markdown(mia: list[dict], di: list[dict], source: str) -> str:
 
 
 CSV_COLUMNS = ["kind", "model", "data", "attack", "aggregator", "auc", "auc_std", "tpr_at_fpr",
-               "tpr_at_fpr_std", "target_fpr", "selected_feature", "min_n", "max_n", "alpha",
+               "tpr_at_fpr_std", "target_fpr", "selected_feature", "auc_null_q95",
+               "tpr_null_q95", "best_auc_null_q95", "best_tpr_null_q95", "min_n", "max_n", "alpha",
                "null_fpr", "null_fpr_upper", "null_valid", "null_note", "primary",
                "primary_p_value", "primary_n", "primary_rejects", "primary_null_n",
                "primary_null_fpr", "primary_null_fpr_upper", "caveat", "run_id"]

@@ -4,8 +4,10 @@
   for each distinct output once per batch; each attack turns the shared outputs into features,
   written batch by batch to the feature cache (resumable).
 - score: features are oriented (higher = member) and each attack becomes one MIA score (best index
-  by mean TPR, or cross-fitted LR), per-sample scores saved.
-- evaluate: AUC / TPR@FPR with subsample std; DI aggregators over all the cell's features, with a
+  chosen on held-out halves, IAR's in-sample best index, or cross-fitted LR), per-sample scores
+  saved.
+- evaluate: AUC / TPR@FPR with subsample std and their chance band under label permutation (per
+  attack and for the best over the cell's attacks); DI aggregators over all the cell's features, with a
   null control.
 - log: ``results.json`` is written first; only then is MLflow touched (single writer), so an
   unreachable tracking server loses nothing.
@@ -348,26 +350,34 @@ def orient(values: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     return values if spec.higher_is_member else -values
 
 
-def evaluate_mia(suite: Suite, run: AttackRun, member_feats: dict, nonmember_feats: dict) -> dict:
-    from .metrics import evaluate_features
+def prepare_mia(suite: Suite, run: AttackRun, member_feats: dict, nonmember_feats: dict):
+    from .metrics import prepare
 
     features = {s.name: (member_feats[s.name], nonmember_feats[s.name]) for s in run.specs}
-    return evaluate_features(features, run.specs, selection=run.selection,
-                             target_fpr=suite.mia.target_fpr,
-                             n_subsamples=suite.mia.subsamples,
-                             fraction=suite.mia.subsample_fraction, seed=suite.seed)
+    return prepare(features, run.specs, selection=run.selection, seed=suite.seed)
 
 
 def score_cell(suite: Suite, model_name: str, data_name: str, family: str,
                runs: list[AttackRun], cell: CellData, feats: dict,
-               coverage: dict | None = None) -> tuple[list[dict], dict]:
-    """Stages 2–3 (MIA) for one cell: result entries and per-sample score arrays to save."""
+               coverage: dict | None = None) -> tuple[list[dict], dict, dict]:
+    """Stages 2–3 (MIA) for one cell: result entries, per-sample score arrays to save, and the
+    cell's summary (best attack and the chance band of the best over all attacks)."""
+    from .metrics import chance_bands, evaluate_prepared
+
     entries, files = [], {}
     member_ids = np.array([s.id for s in cell.members])
     nonmember_ids = np.array([s.id for s in cell.nonmembers])
-    for r in runs:
+    prepared = [prepare_mia(suite, r, feats["members"][r.label], feats["nonmembers"][r.label])
+                for r in runs]
+    bands = chance_bands(prepared, target_fpr=suite.mia.target_fpr,
+                         n_subsamples=suite.mia.null_subsamples,
+                         fraction=suite.mia.subsample_fraction,
+                         n_permutations=suite.mia.null_permutations, seed=suite.seed)
+    for r, prep, (auc_q, tpr_q) in zip(runs, prepared, bands["attacks"]):
         m_feats, n_feats = feats["members"][r.label], feats["nonmembers"][r.label]
-        res = evaluate_mia(suite, r, m_feats, n_feats)
+        res = evaluate_prepared(prep, target_fpr=suite.mia.target_fpr,
+                                n_subsamples=suite.mia.subsamples,
+                                fraction=suite.mia.subsample_fraction, seed=suite.seed)
         m_scores, n_scores = res.pop("scores")
         rel = f"scores/{model_name}__{data_name}__{r.label}.npz"
         files[rel] = dict(
@@ -390,11 +400,25 @@ def score_cell(suite: Suite, model_name: str, data_name: str, family: str,
             "target_fpr": suite.mia.target_fpr, "selection": r.selection,
             "selected_feature": res["selected"], "n_members": len(cell.members),
             "n_nonmembers": len(cell.nonmembers), "per_feature": res["per_feature"],
+            "auc_null_q95": auc_q, "tpr_null_q95": tpr_q,
+            "best_of_cell_auc_null_q95": bands["best_auc"],
+            "best_of_cell_tpr_null_q95": bands["best_tpr"],
+            "null_permutations": bands["permutations"],
             "scores_file": rel,
         })
+        if "selected_fraction" in res:
+            entries[-1]["selected_fraction"] = res["selected_fraction"]
         if coverage is not None:
             entries[-1]["coverage"] = coverage["summary"]
-    return entries, files
+    best_auc = max(entries, key=lambda e: e["auc"])
+    best_tpr = max(entries, key=lambda e: e["tpr_at_fpr"])
+    summary = {"model": model_name, "data": data_name, "family": family,
+               "n_members": len(cell.members), "n_nonmembers": len(cell.nonmembers),
+               "n_attacks": len(entries), "best_auc": best_auc["auc"],
+               "best_auc_attack": best_auc["attack"], "best_auc_null_q95": bands["best_auc"],
+               "best_tpr_at_fpr": best_tpr["tpr_at_fpr"], "best_tpr_attack": best_tpr["attack"],
+               "best_tpr_null_q95": bands["best_tpr"], "null_permutations": bands["permutations"]}
+    return entries, files, summary
 
 
 def di_matrix(runs: list[AttackRun], feats: dict[str, dict[str, np.ndarray]],
@@ -477,7 +501,7 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
         "resolved_config": suite.model_dump(mode="json"), "harness_version": __version__,
         "git_commit": _git_commit(), "started": _dt.datetime.now().isoformat(timespec="seconds"),
         "plugins": [p.as_dict() for p in plugins.all_plugins()], "mia": [], "di": [],
-        "failures": [], "training": {},
+        "cells": [], "failures": [], "training": {},
     }
     score_files: dict[str, dict] = {}
     with _env("HARNESS_CACHE_DIR", str(cache_root)):
@@ -506,9 +530,10 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
                                          f"{model_name} × {data_name}", echo)
                     coverage = cell_coverage(model, cell, f"{model_name} × {data_name}", echo)
                     echo(f"[score] {model_name} × {data_name}: {len(runs)} attacks")
-                    entries, files = score_cell(suite, model_name, data_name, family, runs, cell,
-                                                feats, coverage)
+                    entries, files, summary = score_cell(suite, model_name, data_name, family,
+                                                         runs, cell, feats, coverage)
                     results["mia"] += entries
+                    results["cells"].append(summary)
                     score_files.update(files)
                     for agg in suite.aggregators:
                         info = plugins.get("aggregator", agg.plugin)

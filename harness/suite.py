@@ -60,8 +60,8 @@ class AttackEntry(_Strict):
     #: several times with different params
     name: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
-    #: how a multi-feature attack becomes one MIA score: best index by mean TPR, or cross-fitted LR
-    selection: Literal["best", "lr"] | None = None
+    #: how a multi-feature attack becomes one MIA score (default: the suite's mia.selection)
+    selection: Literal["best-heldout", "best", "lr"] | None = None
     #: restrict to these model entries (default: every model of the attack's family), e.g. to run
     #: contrast-mode attacks on guided models and conditional-mode ones on FIGARO in one suite
     models: list[str] | None = None
@@ -87,7 +87,13 @@ class MIAConfig(_Strict):
     target_fpr: float = Field(default=0.01, gt=0, lt=1)
     subsamples: int = Field(default=250, ge=1)
     subsample_fraction: float = Field(default=0.5, gt=0, le=1)
-    selection: Literal["best", "lr"] = "best"
+    #: best index chosen on half of each subsample and reported on the other (default), IAR's
+    #: best index chosen on the reported data ("best", to reproduce the paper), or cross-fitted LR
+    selection: Literal["best-heldout", "best", "lr"] = "best-heldout"
+    #: label permutations behind every MIA result's chance band (95th percentile under the null)
+    null_permutations: int = Field(default=200, ge=20)
+    #: subsamples per permutation (the reported statistic's mean over subsamples, recomputed)
+    null_subsamples: int = Field(default=50, ge=1)
 
 
 #: the primary DI aggregator of each model family: the tests that hold their nominal alpha

@@ -423,11 +423,16 @@ def _log_mia(client, exp_id: str, parent_id: str, results_dir: Path, entry: dict
         params = {k: str(entry.get(k)) for k in ("n_members", "n_nonmembers", "target_fpr")}
         if entry.get("selection") is not None:  # how selected_feature was chosen
             params["selection"] = _param_value(entry["selection"])
+        if entry.get("null_permutations") is not None:
+            params["null_permutations"] = str(entry["null_permutations"])
         for k, v in flatten_params(entry.get("params") or {}).items():
             params[k if k not in params else f"attack.{k}"] = v
         metrics = [(k, _num(entry.get(src)), 0) for k, src in (
             ("auc", "auc"), ("auc_std", "auc_std"), (tkey, "tpr_at_fpr"),
-            (f"{tkey}_std", "tpr_at_fpr_std"))]
+            (f"{tkey}_std", "tpr_at_fpr_std"), ("auc_null_q95", "auc_null_q95"),
+            ("tpr_null_q95", "tpr_null_q95"),
+            ("best_of_cell_auc_null_q95", "best_of_cell_auc_null_q95"),
+            ("best_of_cell_tpr_null_q95", "best_of_cell_tpr_null_q95"))]
         metrics += _training_metrics(training or {}, entry["model"])
         cov = entry.get("coverage") or {}
         metrics += [(k, _num(cov.get(k)), 0) for k in ("coverage_mean", "padded_fraction")

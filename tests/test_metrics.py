@@ -172,3 +172,75 @@ def test_bad_selection_and_missing_features_are_named():
         evaluate_features({}, [FeatureSpec("a", True)], "max")
     with pytest.raises(ConfigError, match="not extracted"):
         evaluate_features({}, [FeatureSpec("a", True)], "best")
+
+
+# ---------------------------------------------------------------------------------------------
+# held-out selection and chance bands (issue #10)
+
+
+def _noise_attack(rng, n_features, n=48):
+    feats = {f"f{j}": (rng.normal(size=n), rng.normal(size=n)) for j in range(n_features)}
+    return feats, [FeatureSpec(f"f{j}", True) for j in range(n_features)]
+
+
+def test_best_heldout_is_the_default_and_finds_a_real_signal():
+    rng = np.random.default_rng(11)
+    feats = _features(rng)
+    specs = [FeatureSpec("noise", True), FeatureSpec("medium", True), FeatureSpec("strong", True)]
+    res = evaluate_features(feats, specs, n_subsamples=50, seed=0)
+    assert res["selected"] == "strong" and res["selected_fraction"]["strong"] > 0.9
+    assert res["auc"] > 0.95
+    np.testing.assert_array_equal(res["scores"][0], feats["strong"][0])
+
+
+def test_best_heldout_is_not_inflated_by_selection_where_best_is():
+    """20 pure-noise features, 48 + 48: choosing on the reported data lifts the mean AUC above
+    0.5; choosing on the other half of each subsample does not."""
+    ins, held = [], []
+    for s in range(12):
+        feats, specs = _noise_attack(np.random.default_rng(100 + s), 20)
+        ins.append(evaluate_features(feats, specs, "best", n_subsamples=40, seed=s)["auc"])
+        held.append(evaluate_features(feats, specs, "best-heldout", n_subsamples=40,
+                                      seed=s)["auc"])
+    assert np.mean(ins) > 0.55
+    assert abs(np.mean(held) - 0.5) < 0.03
+
+
+def test_best_heldout_needs_two_samples_per_half():
+    feats = {"a": (np.arange(2.0), np.arange(2.0)), "b": (np.arange(2.0), np.arange(2.0))}
+    specs = [FeatureSpec("a", True), FeatureSpec("b", True)]
+    with pytest.raises(ConfigError, match="best-heldout"):
+        evaluate_features(feats, specs, "best-heldout", n_subsamples=5, fraction=0.5)
+    assert evaluate_features(feats, specs, "best", n_subsamples=5)["selected"] in ("a", "b")
+
+
+def test_chance_band_matches_the_mann_whitney_null_and_grows_with_the_number_of_attacks():
+    from harness.metrics import chance_bands, prepare
+
+    rng = np.random.default_rng(12)
+    one = prepare(*_noise_attack(rng, 1))
+    bands = chance_bands([one], n_permutations=400, seed=0)
+    # full-sample Mann-Whitney AUC sd at 48 + 48: sqrt(97 / (12 * 48 * 48)) = 0.0593
+    auc_q, tpr_q = bands["attacks"][0]
+    assert 0.56 < auc_q < 0.64 and 0 < tpr_q < 0.3
+    many = [prepare(*_noise_attack(rng, 1)) for _ in range(13)]
+    b13 = chance_bands(many, n_permutations=200, seed=0)
+    assert b13["best_auc"] > max(q for q, _ in b13["attacks"]) > 0.55
+    assert b13["best_tpr"] >= max(t for _, t in b13["attacks"])
+
+
+@pytest.mark.parametrize("selection,n_features", [("best-heldout", 1), ("best-heldout", 5),
+                                                  ("best", 5)])
+def test_chance_band_holds_its_level_on_true_nulls(selection, n_features):
+    """Over independent null data sets, the reported AUC exceeds its own 95% band about 5% of
+    the time (for best, the band includes the in-sample selection)."""
+    from harness.metrics import chance_bands, evaluate_prepared, prepare
+
+    over = []
+    for s in range(150):
+        p = prepare(*_noise_attack(np.random.default_rng(1000 + s), n_features, n=30),
+                    selection=selection)
+        value = evaluate_prepared(p, n_subsamples=60, seed=s)["auc"]
+        band = chance_bands([p], n_subsamples=30, n_permutations=100, seed=s)["attacks"][0][0]
+        over.append(value > band)
+    assert 0.01 <= np.mean(over) <= 0.11
