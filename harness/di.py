@@ -94,8 +94,8 @@ def sample_subsets(rng: np.random.Generator, N: int, n: int, reps: int) -> np.nd
     Small n: draw with replacement and redraw repeated entries until none is left. The procedure
     only compares values for equality, so its law is invariant under relabelling the population,
     which makes the final set uniform over n-subsets; it costs O(n log n) per row instead of O(N).
-    Large n: ``sample_masks`` (O(N) per row), indices in increasing order; positions within a
-    draw carry no information because ``run_di`` shuffles the pools first.
+    Large n: ``sample_masks`` (O(N) per row), indices in increasing order, so a caller that
+    splits a draw by position must permute it first (``run_di`` does, ``_permuted``).
     """
     if not 0 < n <= N:
         raise ValueError(f"cannot draw {n} of {N} without replacement")
@@ -221,6 +221,14 @@ def _fill_nan(members: np.ndarray, nonmembers: np.ndarray) -> tuple[np.ndarray, 
                                                                  nonmembers))
 
 
+def _permuted(rng: np.random.Generator, idx: np.ndarray) -> np.ndarray:
+    """Each row of draw indices in a fresh random order. Draws made as masks come back in pool
+    order, so without this an aggregator that splits a draw by position (``cdi``: control half,
+    test half) would split every draw at nearly the same place of the once-shuffled pool and
+    average over one partition, not over random ones (validity.md §3)."""
+    return rng.permuted(idx, axis=1)
+
+
 def _pvalues(aggregator, A: np.ndarray, B: np.ndarray | None, n: int, draws: int, rng,
              pooled=None) -> np.ndarray:
     """p-values of ``draws`` draws at size n. ``B is None``: null control, P and U disjoint, both
@@ -232,6 +240,9 @@ def _pvalues(aggregator, A: np.ndarray, B: np.ndarray | None, n: int, draws: int
     else:
         chunk = max(1, min(draws, CHUNK_BYTES // max(1, 2 * n * d * 8)))
     out = np.empty(draws)
+    # the within-draw orders come from a stream of their own, so the pooled path (which needs
+    # no order) and the gathered path still draw the same subsets from ``rng``
+    order = rng.spawn(1)[0]
     for start in range(0, draws, chunk):
         c = min(chunk, draws - start)
         if pooled is not None:
@@ -243,14 +254,14 @@ def _pvalues(aggregator, A: np.ndarray, B: np.ndarray | None, n: int, draws: int
             p = pooled.pvalues(mP, mU, rng)
         elif null and _as_masks(2 * n, Na):  # the same draws the pooled path would make
             mP, mU = sample_masks(rng, Na, (n, n), c)
-            p = aggregator.pvalues(A[np.nonzero(mP)[1].reshape(c, n)],
-                                   A[np.nonzero(mU)[1].reshape(c, n)], rng)
+            p = aggregator.pvalues(A[_permuted(order, np.nonzero(mP)[1].reshape(c, n))],
+                                   A[_permuted(order, np.nonzero(mU)[1].reshape(c, n))], rng)
         elif null:
-            idx = sample_subsets(rng, Na, 2 * n, c)
+            idx = _permuted(order, sample_subsets(rng, Na, 2 * n, c))
             p = aggregator.pvalues(A[idx[:, :n]], A[idx[:, n:]], rng)
         else:
-            p = aggregator.pvalues(A[sample_subsets(rng, Na, n, c)],
-                                   B[sample_subsets(rng, B.shape[0], n, c)], rng)
+            p = aggregator.pvalues(A[_permuted(order, sample_subsets(rng, Na, n, c))],
+                                   B[_permuted(order, sample_subsets(rng, B.shape[0], n, c))], rng)
         p = np.asarray(p, dtype=np.float64)
         if p.shape != (c,):
             name = getattr(aggregator, "registered_name", "") or type(aggregator).__name__
@@ -286,8 +297,8 @@ def run_di(aggregator, members: np.ndarray, nonmembers: np.ndarray, n_grid: Sequ
 
     Per n (sizes larger than the pools are skipped): ``draws`` draws, p-values from
     ``aggregator.pvalues(P[R, n, d], U[R, n, d], rng)``; a NaN p-value (test undefined) counts as
-    p = 1 and is counted in ``undefined``. Rows are shuffled once up front, so an aggregator that
-    splits a draw by position splits it at random whatever the order of the input data. Each n
+    p = 1 and is counted in ``undefined``. The rows of every draw reach the aggregator in a fresh
+    random order, so an aggregator that splits a draw by position splits each draw at random. Each n
     uses its own random stream derived from (seed, n), so a result for one n does not depend on
     the rest of the grid, nor on which of the ``workers`` threads computed it (default: one per
     core available to the process, at most ``MAX_WORKERS``; numpy releases the GIL in the work

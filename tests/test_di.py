@@ -239,3 +239,29 @@ def test_bad_inputs_are_named():
 
     with pytest.raises(ConfigError, match="shape"):
         run_di(Broken(), M, M, [2], draws=5)
+
+
+def test_cdi_splits_each_draw_afresh_even_when_the_draw_is_the_whole_pool():
+    """Draws made as masks come back in pool order; at n = N every draw is the whole pool, so
+    without a per-draw permutation ``cdi`` would split all draws identically (one p-value)."""
+    from harness.di import _pvalues
+
+    rng = np.random.default_rng(21)
+    M, U = gaussians(rng, 200, 5, 0.2)
+    p = _pvalues(CDIHeldOut(), M, U, 200, 40, np.random.default_rng(0))
+    assert np.isfinite(p).all()
+    assert np.unique(p).size > 30, p
+
+    seen = []
+
+    class FirstRow(Aggregator):
+        defaults = {}
+
+        def pvalues(self, P, U, rng):
+            seen.extend(P[:, 0, 0].tolist())
+            return np.full(P.shape[0], 0.5)
+
+    # feature = row id, so the first row of each draw shows where a position split would start
+    ids = np.arange(200.0)[:, None]
+    run_di(FirstRow(), ids, ids.copy(), n_grid=[50, 200], draws=40, null_control=True)
+    assert len(set(seen)) > 40

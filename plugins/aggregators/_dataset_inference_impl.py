@@ -2,7 +2,7 @@
 
 Each ``pvalues(P[R, n, d], U[R, n, d], rng)`` returns one p-value per draw. Features arrive
 oriented (higher = member), so the one-sided alternative is always "greater": P scores higher.
-Rows within a draw are in random order (``harness.di`` shuffles the pools), so splitting a draw
+Rows within a draw are in random order (``harness.di`` permutes every draw), so splitting a draw
 by position is a random split.
 
 The logistic regressions of CDI are fitted for all draws of a chunk at once by a damped Newton

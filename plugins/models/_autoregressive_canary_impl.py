@@ -60,7 +60,8 @@ import numpy as np
 from harness.canary import shuffled_batches, train_steps
 from harness.errors import ConfigError, DataError
 
-from ._audiogen_impl import COMPRESSION_FILE, LM_FILE, AudioGenModel, t5_from
+from ._audiocraft_lm import COMPRESSION_FILE, LM_FILE, t5_from
+from ._audiogen_impl import AudioGenModel
 
 log = logging.getLogger(__name__)
 

@@ -54,17 +54,22 @@ def write_tiny_t5(path, seed: int = 0, d_model: int = 512) -> Path:
 
 
 def xp_cfg(segment_duration: float = 3.0, dim: int = 32, num_layers: int = 2, card: int = CARD,
-           conditioner: str = "t5", lm: dict | None = None, fuser: dict | None = None) -> dict:
+           conditioner: str = "t5", lm: dict | None = None, fuser: dict | None = None,
+           sample_rate: int = 16000, t5_name: str = T5_NAME, cfg_dropout: float = 0.1,
+           word_dropout: float = 0.0, extra_conditioners: dict | None = None) -> dict:
     """The merged Hydra config (as stored in ``xp.cfg``) of a tiny AudioGen; ``lm`` and
-    ``fuser`` override keys of ``transformer_lm`` and ``fuser`` (other audiocraft LMs)."""
+    ``fuser`` override keys of ``transformer_lm`` and ``fuser`` (other audiocraft LMs);
+    ``sample_rate``, ``t5_name``, ``cfg_dropout`` and ``word_dropout`` give MusicGen's values
+    (``musicgen_cfg``)."""
     if conditioner == "t5":
-        cond = {"model": "t5", "t5": {"name": T5_NAME, "finetune": False, "word_dropout": 0.0,
-                                      "normalize_text": False}}
+        cond = {"model": "t5", "t5": {"name": t5_name, "finetune": False,
+                                      "word_dropout": word_dropout, "normalize_text": False}}
     else:  # no T5 at all: LUT over the whole caption, hashed (no spaCy needed)
         cond = {"model": "lut", "lut": {"n_bins": 64, "dim": 16, "tokenizer": "noop"}}
     return {
-        "device": "cpu", "dtype": "float32", "sample_rate": 16000, "channels": 1,
-        "dataset": {"segment_duration": segment_duration, "sample_rate": 16000, "channels": 1},
+        "device": "cpu", "dtype": "float32", "sample_rate": sample_rate, "channels": 1,
+        "dataset": {"segment_duration": segment_duration, "sample_rate": sample_rate,
+                    "channels": 1},
         "compression_model": "encodec",
         "encodec": {"autoencoder": "seanet", "quantizer": "rvq", "sample_rate": 16000,
                     "channels": 1, "causal": False, "renormalize": False},
@@ -95,12 +100,12 @@ def xp_cfg(segment_duration: float = 3.0, dim: int = 32, num_layers: int = 2, ca
             "depthwise_init": "current", "zero_bias_init": True, "norm": "layer_norm",
             "cross_attention": False, "qk_layer_norm": False, "qk_layer_norm_cross": False,
             "attention_dropout": None, "kv_repeat": 1, "two_step_cfg": False, **(lm or {})},
-        "classifier_free_guidance": {"training_dropout": 0.1, "inference_coef": 3.0},
+        "classifier_free_guidance": {"training_dropout": cfg_dropout, "inference_coef": 3.0},
         "attribute_dropout": {},
         "fuser": {"cross_attention_pos_emb": False, "cross_attention_pos_emb_scale": 1,
                   "sum": [], "prepend": [], "cross": ["description"], "input_interpolate": [],
                   **(fuser or {})},
-        "conditioners": {"description": cond},
+        "conditioners": {"description": cond, **(extra_conditioners or {})},
     }
 
 
@@ -113,7 +118,7 @@ def write_tiny_audiogen(path, t5_dir=None, seed: int = 0, conditioner: str = "t5
     from audiocraft.models import builders
     from omegaconf import OmegaConf
 
-    from plugins.models._audiogen_impl import t5_from
+    from plugins.models._audiocraft_lm import t5_from
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -130,4 +135,78 @@ def write_tiny_audiogen(path, t5_dir=None, seed: int = 0, conditioner: str = "t5
     for fname, model in (("state_dict.bin", lm), ("compression_state_dict.bin", comp)):
         torch.save({"best_state": model.state_dict(), "xp.cfg": yaml,
                     "version": audiocraft.__version__, "exported": True}, path / fname)
+    return path
+
+
+# -- MusicGen ----------------------------------------------------------------------------------
+#
+# The released MusicGen folders (facebook/musicgen-{small,medium,large}) hold ``state_dict.bin``
+# exported by ``export_lm`` and a ``compression_state_dict.bin`` written by
+# ``export_pretrained_compression_model('facebook/encodec_32khz', ...)``: no weights, only
+# ``{'pretrained': name, 'exported': True, 'version'}``; audiocraft then loads the Hugging Face
+# ``EncodecModel`` of that name. The tiny fixture does the same, with the named codec served from
+# a tiny local transformers EnCodec folder (``write_tiny_hf_encodec``) at the released codec's
+# rate, hop and codebooks (32 kHz, ratios [8, 5, 4, 4] = 640 = 50 frames/s, 4 × 2048 at
+# 2.2 kbps), and the LM config at MusicGen's values (t5-base, CFG dropout 0.3, word dropout
+# 0.3), small sizes.
+
+MUSICGEN_CARD = 2048
+MUSICGEN_T5 = "t5-base"     # audiocraft's T5Conditioner asserts d_model 768 for it
+ENCODEC_NAME = "facebook/encodec_32khz"
+
+
+def write_tiny_hf_encodec(path, seed: int = 0) -> Path:
+    """A transformers ``EncodecModel`` folder with encodec_32khz's rate, hop, codebook size and
+    bandwidth (so audiocraft's wrapper derives 4 codebooks), tiny widths."""
+    import torch
+    from transformers import EncodecConfig, EncodecModel
+
+    torch.manual_seed(seed)
+    cfg = EncodecConfig(sampling_rate=32000, audio_channels=1, target_bandwidths=[2.2],
+                        upsampling_ratios=[8, 5, 4, 4], codebook_size=MUSICGEN_CARD,
+                        hidden_size=16, num_filters=4, num_residual_layers=1, num_lstm_layers=1,
+                        normalize=False, chunk_length_s=None, overlap=None, use_causal_conv=False,
+                        norm_type="weight_norm")
+    model = EncodecModel(cfg)
+    with torch.no_grad():  # codebooks start at zero: spread them over the encoder's latents
+        lat = model.encoder(0.3 * torch.randn(1, 1, 32000)).transpose(1, 2).reshape(-1, 16)
+        mean, std = lat.mean(0), lat.std(0)
+        for i, layer in enumerate(model.quantizer.layers):
+            emb = (mean if i == 0 else 0) + std * 0.5 ** i * torch.randn(MUSICGEN_CARD, 16)
+            layer.codebook.embed.copy_(emb)
+            layer.codebook.embed_avg.copy_(emb)
+    model.save_pretrained(str(path))
+    return Path(path)
+
+
+def musicgen_cfg(**kwargs) -> dict:
+    return xp_cfg(**{"segment_duration": 30.0, "sample_rate": 32000, "t5_name": MUSICGEN_T5,
+                     "card": MUSICGEN_CARD,
+                     "cfg_dropout": 0.3, "word_dropout": 0.3, **kwargs})
+
+
+def write_tiny_musicgen(path, t5_dir, seed: int = 0, **cfg_kwargs) -> Path:
+    """A tiny MusicGen folder as the hub has it: the LM exported as ``export_lm`` does, the
+    compression package as ``export_pretrained_compression_model`` writes it."""
+    import audiocraft
+    import torch
+    from audiocraft.models import builders
+    from omegaconf import OmegaConf
+
+    from plugins.models._audiocraft_lm import t5_from
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    cfg = OmegaConf.create(musicgen_cfg(**cfg_kwargs))
+    torch.manual_seed(seed)
+    with t5_from(t5_dir):
+        lm = builders.get_lm_model(cfg)
+    with torch.no_grad():
+        for name, p in lm.named_parameters():
+            if "condition_provider" in name or "out_norm" in name:
+                p.add_(0.2 * torch.randn_like(p))
+    torch.save({"best_state": lm.state_dict(), "xp.cfg": OmegaConf.to_yaml(cfg),
+                "version": audiocraft.__version__, "exported": True}, path / "state_dict.bin")
+    torch.save({"pretrained": ENCODEC_NAME, "exported": True, "version": audiocraft.__version__},
+               path / "compression_state_dict.bin")
     return path

@@ -297,7 +297,8 @@ def test_one_batched_call_scores_each_sample_as_alone(tmp_path, t5_dir, clips, l
     equal audiocraft's unpadded single-sample ones; audiocraft configurations the masked
     path covers take one ``compute_predictions`` call, the others one per caption length
     plus one for the null rows."""
-    from plugins.models._audiogen_impl import AudioGenModel, key_mask_supported
+    from plugins.models._audiocraft_lm import key_mask_supported
+    from plugins.models._audiogen_impl import AudioGenModel
 
     ck = write_tiny_audiogen(tmp_path / "lm", t5_dir=t5_dir, seed=2, lm=lm_cfg, fuser=fuser_cfg)
     # padding included: the reference below scores every frame of the padded 1.2 s clip
@@ -459,7 +460,7 @@ def test_the_cuda_load_path_runs_end_to_end_in_the_suite_dtype(ckpt_dir, t5_dir,
 
     # the failure mode itself, on audiocraft's half-cast LM without the cast
     from audiocraft.models import AudioGen
-    from plugins.models._audiogen_impl import t5_from
+    from plugins.models._audiocraft_lm import t5_from
     with t5_from(t5_dir):
         raw = AudioGen.get_pretrained(str(ckpt_dir), device="cpu")
     assert module_dtypes(raw.lm) == {"float16", "float32"}

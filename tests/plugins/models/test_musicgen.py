@@ -1,0 +1,246 @@
+"""The ``musicgen`` plugin on a tiny MusicGen folder in the released format (``state_dict.bin``
+from ``export_lm``; ``compression_state_dict.bin`` naming ``facebook/encodec_32khz`` as
+``export_pretrained_compression_model`` writes it), loaded by ``MusicGen.get_pretrained``
+offline with the T5 and the named EnCodec served from local folders (audiocraft_fixtures)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audiocraft_fixtures import (ENCODEC_NAME, MUSICGEN_CARD, write_tiny_hf_encodec,
+                                 write_tiny_musicgen, write_tiny_t5)
+
+COND = "token_stats/conditional"
+CONTRAST = "token_stats/contrast"
+SECONDS = 2.0
+T = 100  # 2 s at 50 frames/s (32 kHz, hop 640)
+VALID = T + (T - 1) + (T - 2) + (T - 3)
+CAPTIONS = ("upbeat jazz piano trio", "slow ambient pads, 60 bpm", "")
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("musicgen")
+    t5 = write_tiny_t5(root / "t5-base", d_model=768)
+    enc = write_tiny_hf_encodec(root / "encodec_32khz")
+    ck = write_tiny_musicgen(root / "ckpt", t5_dir=t5)
+    return {"ckpt": ck, "t5": t5, "encodec": enc}
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mg-clips")
+    rng = np.random.default_rng(5)
+    out = []
+    for i, (sr, ch, sec) in enumerate([(32000, 1, 2.5), (44100, 2, 3.0), (22050, 1, 1.2)]):
+        n = int(sr * sec)
+        t = np.arange(n) / sr
+        x = 0.3 * np.sin(2 * np.pi * (330 * (i + 1)) * t) + 0.1 * rng.standard_normal(n)
+        x = np.stack([x * (c + 1) / ch for c in range(ch)], 1).astype(np.float32)
+        p = root / f"clip{i}.wav"
+        sf.write(p, x, sr)
+        out.append(str(p))
+    return out
+
+
+def _samples(paths, captions=CAPTIONS):
+    from harness.contracts import Sample
+
+    return [Sample(id=f"m{i}", path=p, caption=captions[i % len(captions)])
+            for i, p in enumerate(paths)]
+
+
+def _model(parts, **kw):
+    from plugins.models._musicgen_impl import MusicGenModel
+
+    return MusicGenModel(checkpoint=str(parts["ckpt"]), t5=str(parts["t5"]),
+                         encodec=str(parts["encodec"]), **{"segment_seconds": SECONDS, **kw})
+
+
+@pytest.fixture(scope="module")
+def model(parts):
+    return _model(parts)
+
+
+def test_registered_through_the_entry_point_and_documented():
+    from harness import plugins
+    from harness.plugin_docs import param_docs
+
+    info = plugins.get("model", "musicgen")
+    assert info.family == "autoregressive"
+    cls = info.load()
+    assert cls.__name__ == "MusicGenModel"
+    assert cls.defaults["segment_seconds"] == 30.0
+    docs = param_docs(cls)
+    assert all(docs[k] for k in cls.defaults), {k: v for k, v in docs.items() if not v}
+
+
+def test_loads_the_released_layout_with_identical_weights(model, parts):
+    import torch
+
+    mg = model.load()
+    assert type(mg).__name__ == "MusicGen" and mg.sample_rate == 32000
+    comp = mg.compression_model
+    assert type(comp).__name__ == "HFEncodecCompressionModel"
+    assert comp.num_codebooks == 4 and comp.cardinality == MUSICGEN_CARD and comp.frame_rate == 50
+    pkg = torch.load(parts["ckpt"] / "compression_state_dict.bin", weights_only=True)
+    assert pkg["pretrained"] == ENCODEC_NAME and "best_state" not in pkg
+    lm = torch.load(parts["ckpt"] / "state_dict.bin", weights_only=True)["best_state"]
+    mine = mg.lm.state_dict()
+    assert set(mine) == set(lm)
+    for k, v in lm.items():
+        assert torch.equal(mine[k], v), k
+    from transformers import EncodecModel
+
+    ref = EncodecModel.from_pretrained(str(parts["encodec"])).state_dict()
+    for k, v in comp.model.state_dict().items():
+        assert torch.equal(v, ref[k]), k
+    cond = mg.lm.condition_provider.conditioners["description"]
+    assert type(cond).__name__ == "T5Conditioner" and cond.name == "t5-base"
+
+
+def test_per_codebook_loss_and_contrast_equal_audiocraft_lm_forward(model, clips):
+    """Each sample's token log-probs, conditional and guidance contrast, equal those of
+    audiocraft's own ``LMModel.compute_predictions`` run on that sample alone with
+    ``ConditioningAttributes`` (the caption, then None as CFG dropout makes it); the mean over
+    codebook k is the solver's per-codebook cross-entropy."""
+    import torch
+    import torch.nn.functional as F
+    from audiocraft.modules.conditioners import ConditioningAttributes
+
+    samples = _samples(clips)
+    got = model.provide(samples, {COND, CONTRAST}, None)
+    lm = model.load().lm
+    codes = model.tokens(samples)
+    for i, s in enumerate(samples[:2]):
+        with torch.no_grad():
+            c = lm.compute_predictions(codes[i:i + 1], [ConditioningAttributes(
+                text={"description": s.caption})])
+            u = lm.compute_predictions(codes[i:i + 1], [ConditioningAttributes(
+                text={"description": None})])
+        m = c.mask[0].permute(1, 0)                                   # [T, K]
+        tgt = codes[i].permute(1, 0)[..., None]
+        lc = torch.log_softmax(torch.where(m[..., None], c.logits[0].permute(1, 0, 2), 0.0), -1)
+        diff = torch.where(m[..., None], (c.logits[0] - u.logits[0]).permute(1, 0, 2), 0.0)
+        lx = torch.log_softmax(diff, -1)
+        np.testing.assert_allclose(got[COND][i].logprob, lc.gather(-1, tgt)[..., 0][m].numpy(),
+                                   atol=3e-5)
+        np.testing.assert_allclose(got[CONTRAST][i].logprob,
+                                   lx.gather(-1, tgt)[..., 0][m].numpy(), atol=3e-5)
+        kidx = torch.arange(4)[None, :].expand_as(m)[m].numpy()
+        for k in range(4):
+            mk = c.mask[0, k]
+            ce = F.cross_entropy(c.logits[0, k][mk], codes[i, k][mk]).item()
+            assert abs(-got[COND][i].logprob[kidx == k].mean() - ce) < 1e-4
+    assert [len(x) for x in got[COND]] == [VALID, VALID, 4 * 60]   # 1.2 s: 60 real frames
+    assert got[COND][0].token_ids.max() < MUSICGEN_CARD
+    assert len(np.unique(got[COND][0].token_ids)) > 20
+
+
+def test_audio_is_read_at_32khz_mono(model, clips):
+    import torch
+    from audiocraft.data.audio import audio_read
+    from audiocraft.data.audio_utils import convert_audio
+
+    wav = model.read_audio(clips[1])                 # 44.1 kHz stereo
+    assert wav.shape == (1, int(SECONDS * 32000))
+    ref, sr = audio_read(clips[1], 0.0, SECONDS)
+    torch.testing.assert_close(wav, convert_audio(ref, sr, 32000, 1)[..., :wav.shape[-1]])
+
+
+def test_all_seven_autoregressive_attacks_run(model, clips):
+    from harness import plugins
+    from harness.contracts import BatchContext
+    from plugins.attacks.autoregressive import ATTACKS
+
+    assert len(ATTACKS) == 7
+    samples = _samples(clips)
+    for mode in ("conditional", "contrast"):
+        attacks = []
+        for name in ATTACKS:
+            cls = plugins.get("attack", name).load()
+            params = {"mode": mode} if "mode" in cls.defaults else {}
+            attacks.append(cls(**params))
+        ctx = BatchContext(model, samples, 0, attacks=list(ATTACKS))
+        ctx.outputs = model.provide(samples, set().union(*(a.needs() for a in attacks)), ctx)
+        for a in attacks:
+            feats = a.extract(ctx)
+            assert set(feats) == {s.name for s in a.feature_specs()}
+            for k, v in feats.items():
+                assert v.shape == (3,) and np.isfinite(v).all(), (mode, k, v)
+
+
+def test_strict_loading_names_missing_and_unexpected_keys(parts, tmp_path):
+    import shutil
+
+    import torch
+
+    from harness.errors import ModelLoadError
+
+    for kind in ("missing", "unexpected"):
+        d = tmp_path / kind
+        shutil.copytree(parts["ckpt"], d)
+        pkg = torch.load(d / "state_dict.bin", weights_only=True)
+        if kind == "missing":
+            del pkg["best_state"]["out_norm.weight"]
+        else:
+            pkg["best_state"]["extra.weight"] = torch.zeros(3)
+        torch.save(pkg, d / "state_dict.bin")
+        m = _model({**parts, "ckpt": d})
+        with pytest.raises(ModelLoadError, match=("Missing key" if kind == "missing"
+                                                  else "Unexpected key")):
+            m.load()
+
+
+def test_melody_checkpoint_is_refused_before_anything_is_built(parts, tmp_path, monkeypatch):
+    import audiocraft.models
+    import torch
+    from omegaconf import OmegaConf
+
+    from plugins.models._audiocraft_lm import UnsupportedConditioningError
+
+    d = tmp_path / "melody"
+    import shutil
+
+    shutil.copytree(parts["ckpt"], d)
+    pkg = torch.load(d / "state_dict.bin", weights_only=True)
+    cfg = OmegaConf.to_container(OmegaConf.create(pkg["xp.cfg"]))
+    # musicgen-melody's conditioner block (audiocraft config/conditioner/chroma2music.yaml)
+    cfg["conditioners"]["self_wav"] = {"model": "chroma_stem", "chroma_stem": {
+        "sample_rate": 32000, "n_chroma": 12, "radix2_exp": 14, "argmax": True,
+        "match_len_on_eval": False, "eval_wavs": None, "n_eval_wavs": 100, "cache_path": None}}
+    pkg["xp.cfg"] = OmegaConf.to_yaml(OmegaConf.create(cfg))
+    torch.save(pkg, d / "state_dict.bin")
+    called = []
+    monkeypatch.setattr(audiocraft.models.MusicGen, "get_pretrained",
+                        staticmethod(lambda *a, **k: called.append(a)))
+    with pytest.raises(UnsupportedConditioningError, match="self_wav.*melody"):
+        _model({**parts, "ckpt": d}).load()
+    assert not called
+
+
+def test_bad_params_and_folders_raise_named_errors(parts, tmp_path):
+    from harness.errors import ConfigError, ModelLoadError
+    from plugins.models._musicgen_impl import MusicGenModel
+
+    with pytest.raises(ConfigError, match="musicgen: 'checkpoint' is required.*musicgen-small"):
+        MusicGenModel()
+    with pytest.raises(ModelLoadError, match="encodec .* is not a directory"):
+        _model({**parts, "encodec": tmp_path / "nope"}).load()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match="MusicGen checkpoint folder"):
+        MusicGenModel(checkpoint=str(tmp_path / "empty")).load()
+
+
+def test_identity_follows_the_codec_folder(parts, tmp_path):
+    import shutil
+
+    a = _model(parts).identity()
+    other = tmp_path / "enc"
+    shutil.copytree(parts["encodec"], other)
+    assert _model({**parts, "encodec": other}).identity() == a
+    cfg = other / "config.json"
+    cfg.write_text(cfg.read_text().replace('"num_lstm_layers": 1', '"num_lstm_layers": 2'))
+    assert _model({**parts, "encodec": other}).identity()["encodec"] != a["encodec"]
