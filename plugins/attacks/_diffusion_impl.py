@@ -204,6 +204,8 @@ class DiffusionAttack(Attack):
     family = "diffusion"
     #: feature base name when the attack is used without the registry
     default_name: ClassVar[str] = ""
+    #: allowed values of the enumerated parameters a subclass has (``harness plugins NAME``)
+    param_choices: ClassVar[dict[str, tuple]] = {"norm": NORMS, "t0": T0_MODES}
 
     def _name(self) -> str:
         return self.registered_name or self.default_name
@@ -356,6 +358,9 @@ class PIAN(PIA):
 
     default_name = "pian"
     defaults = {**PIA.defaults, "pian_scale": "cdi"}
+    param_docs = {"pian_scale": "rescaling of eps_0: cdi (mean|eps| = sqrt(pi/2), CDI code) | "
+                                "pia-code (mean|eps| = sqrt(2/pi), official PIA code)"}
+    param_choices = {"pian_scale": tuple(PIAN_SCALES)}
 
     def validate(self) -> None:
         super().validate()
@@ -387,6 +392,7 @@ class GradientMasking(_SweepMixin, DiffusionAttack):
         "norm": "l2",                   # "l2" (code) | "squared"
         "t0": "first-step",             # t=0: "first-step" | "clean"
     }
+    param_choices = {"unmasked": GM_UNMASKED, "target": GM_TARGETS}
 
     def validate(self) -> None:
         super().validate()
@@ -521,6 +527,7 @@ class NoiseOptimization(DiffusionAttack):
         "norm": "l2",             # objective and final loss: "l2" (code) | "squared"
         "t0": "first-step",       # only matters with t=0
     }
+    param_choices = {"final_loss": NO_FINAL}
 
     def validate(self) -> None:
         super().validate()

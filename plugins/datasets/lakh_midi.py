@@ -38,6 +38,10 @@ class LakhMidi(Dataset):
         "max_files": None,     # stop after this many usable files per split (list order)
         "on_missing": "error",  # or "skip": listed files absent under root
     }
+    param_docs = {"apply_filters": "true: FIGARO's loader filters (strict parse, <= max_bars "
+                                   "bars, <= 512 positions) on every split, so only files it "
+                                   "trained on count as members | false: every listed file"}
+    param_choices = {"on_missing": ("error", "skip")}
 
     def validate(self) -> None:
         p = self.params
@@ -51,7 +55,7 @@ class LakhMidi(Dataset):
                 continue
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"lakh-midi: {k} must be a positive integer, got {v!r}")
-        if p["on_missing"] not in ("error", "skip"):
+        if p["on_missing"] not in self.param_choices["on_missing"]:
             raise ConfigError(f"lakh-midi: on_missing must be 'error' or 'skip', "
                               f"got {p['on_missing']!r}")
 

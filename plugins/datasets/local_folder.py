@@ -57,6 +57,7 @@ class LocalFolder(Dataset):
         "subfolders_as_splits": "with 'path': each top-level sub-folder is a split (members/, "
                                 "nonmembers/); 'all' is always available",
     }
+    param_choices = {"captions": CAPTION_MODES}
 
     def validate(self) -> None:
         p = self.params
