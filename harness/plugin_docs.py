@@ -71,6 +71,14 @@ def undocumented(cls) -> list[str]:
     return [k for k, v in param_docs(cls).items() if not v]
 
 
+def parameters(cls) -> list[dict]:
+    """Every parameter as ``{name, default, doc, choices}`` (``harness plugins NAME --json``)."""
+    docs, choices = param_docs(cls), param_choices(cls)
+    return [{"name": k, "default": v, "doc": docs[k],
+             "choices": list(choices[k]) if k in choices else None}
+            for k, v in (getattr(cls, "defaults", {}) or {}).items()]
+
+
 def _needs_provides(info: PluginInfo, cls) -> list[str]:
     """What an attack needs / a model provides, from a default-constructed instance (no weights
     are loaded by constructors); when the defaults alone are not a valid configuration, say so."""

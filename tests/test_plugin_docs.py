@@ -138,3 +138,15 @@ def test_plugins_name_shows_allowed_values():
     assert res.exit_code == 0, res.output
     line = next(ln for ln in res.output.splitlines() if ln.strip().startswith("variant "))
     assert "intended" in line and "[one of: intended, iar-code]" in line
+
+
+def test_plugins_name_json_carries_the_parameters():
+    import json
+
+    res = CliRunner().invoke(cli, ["plugins", "pian", "--json"])
+    assert res.exit_code == 0, res.output
+    (entry,) = json.loads(res.output)
+    params = {p["name"]: p for p in entry["parameters"]}
+    assert params["pian_scale"]["default"] == "cdi"
+    assert params["pian_scale"]["choices"] == ["cdi", "pia-code"]
+    assert params["t"]["doc"] and params["t"]["choices"] is None

@@ -87,7 +87,8 @@ class AudioCaps(Dataset):
         "missing": "skip",
         "caption_policy": "first",
     }
-    param_docs = {"csv_dir": "the folder holding the official train.csv, val.csv, test.csv; "
+    param_docs = {"root": "required: the folder holding the AudioCaps audio files",
+                  "csv_dir": "the folder holding the official train.csv, val.csv, test.csv; "
                              "null = root"}
     param_choices = {"missing": ("skip", "error"), "caption_policy": ("first", "all")}
 

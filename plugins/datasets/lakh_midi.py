@@ -38,7 +38,13 @@ class LakhMidi(Dataset):
         "max_files": None,     # stop after this many usable files per split (list order)
         "on_missing": "error",  # or "skip": listed files absent under root
     }
-    param_docs = {"apply_filters": "true: FIGARO's loader filters (strict parse, <= max_bars "
+    param_docs = {"root": "the lmd_full folder (files as FIGARO's lists name them, "
+                          "e.g. 9/97f1....mid)",
+                  "max_bars": "files with more bars are filtered out, a positive integer "
+                              "(FIGARO's max_bars = context_size, 256)",
+                  "on_missing": "error: a listed file absent under root is an error | skip: "
+                                "it is left out",
+                  "apply_filters": "true: FIGARO's loader filters (strict parse, <= max_bars "
                                    "bars, <= 512 positions) on every split, so only files it "
                                    "trained on count as members | false: every listed file"}
     param_choices = {"on_missing": ("error", "skip")}

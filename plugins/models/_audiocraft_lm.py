@@ -350,6 +350,8 @@ class AudiocraftLM(AutoregressiveModel):
     }
     param_choices = {"dtype": dtypes.NAMES, "contrast": CONTRAST_MODES,
                      "windows": WINDOW_POLICIES, "padding": PADDING_POLICIES}
+    param_docs = {"segment_seconds": "seconds of audio per scored window, a positive number "
+                                     "(the default is the model's training segment)"}
 
     def validate(self) -> None:
         p = self.params

@@ -190,6 +190,9 @@ class AutoregressiveCanary(AudioGenModel):
         "padding": "exclude",     # exclude: padded frames are neither trained on nor scored
     }
     param_docs = {
+        "card": "codebook size (bins per RVQ codebook) of the canary's codec, >= 2",
+        "codec_filters": "SEANet n_filters of the canary's codec (>= 1)",
+        "codec_dim": "SEANet latent dimension of the canary's codec (>= 2)",
         "train_data": "data reference {source, split, params, n} of the member clips it trains "
                       "on (n: a seeded subset); default the folk-tunes members",
         "steps": "LM optimiser steps, >= 1 (more steps, more memorisation)",

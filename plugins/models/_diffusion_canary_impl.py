@@ -125,6 +125,10 @@ class DiffusionCanary(DiffusionModel):
         "dtype": "float32",      # UNet/VAE dtype at scoring time (float16 on GPU)
     }
     param_docs = {
+        "lr": "AdamW learning rate in (0, 1), constant after a linear warm-up",
+        "latent_channels": "channels of the VAE latent the UNet denoises (AudioLDM: 8)",
+        "vae_channels": "VAE block widths, multiples of 8; each level after the first halves "
+                        "the resolution (default 8x down-sampling; AudioLDM: 4x)",
         "seed": "integer seeding initialisation, noise and batch order (part of the cache key)",
         "warmup_steps": "linear learning-rate warm-up steps (>= 0)",
         "batch_size": "training clips per step (>= 1)",
