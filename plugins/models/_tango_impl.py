@@ -52,6 +52,7 @@ from pathlib import Path
 
 import torch
 
+from harness import dtypes
 from harness.contracts import DiffusionModel
 from harness.errors import ConfigError, ModelLoadError
 
@@ -218,6 +219,24 @@ class Tango(UNetDenoiser, DiffusionModel):
         "latent_sampling": "mean",
         "null_condition": "t5-empty",
     }
+    param_docs = {
+        "checkpoint": "required: a local copy of declare-lab/tango (main_config.json, "
+                      "vae_config.json, stft_config.json, pytorch_model_{main,vae,stft}.bin) or "
+                      "a hub id in the local HF cache",
+        "tokenizer": "a local google/flan-t5-large folder or its hub id; null = the "
+                     "checkpoint's text_encoder_name from the HF cache",
+        "unet_config": "the UNet's diffusion_model_config.json; null = looked up beside the "
+                       "checkpoint, else TANGO's official config (built in)",
+        "scheduler_config": "a scheduler_config.json (or a folder holding one); null = the "
+                            "checkpoint's scheduler/ folder, else SD-2.1's values (built in)",
+        "dtype": "UNet/VAE dtype (text encoder always float32); float16/bfloat16 as on GPU",
+        "latent_sampling": "mean: posterior mean x 0.9228 | sample: one posterior draw "
+                           "seeded per sample (what training used)",
+        "null_condition": "t5-empty: T5(\"\") padded to the caption length, as TANGO's CFG "
+                          "inference | zeros: zeroed hidden states, the training-dropout form",
+    }
+    param_choices = {"dtype": dtypes.NAMES, "latent_sampling": ("mean", "sample"),
+                     "null_condition": ("t5-empty", "zeros")}
     #: 2: identity by the weights' content (was: names and sizes)
     version = "2"
 
