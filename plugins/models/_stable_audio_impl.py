@@ -52,7 +52,7 @@ from harness.contracts import CONDITION, LATENTS, NULL_CONDITION, DiffusionModel
 from harness.errors import ConfigError, ModelLoadError
 
 from . import _audio
-from ._audioldm2_impl import freeze, posterior_latents, resolve_checkpoint
+from ._diffusers_shared import freeze, posterior_latents, resolve_checkpoint
 
 #: components read (the scheduler as its config only)
 NEEDED = ("vae", "text_encoder", "tokenizer", "projection_model", "transformer", "scheduler")
