@@ -46,6 +46,7 @@ import torch
 
 from harness.checkpoints import files_hash
 from harness.contracts import DiffusionModel
+from harness.segments import PADDING_POLICIES
 from harness.errors import ConfigError, ModelLoadError
 
 from . import _audio
@@ -74,9 +75,10 @@ class AudioLDM2(UNetDenoiser, DiffusionModel):
         "latent_sampling": "mean",
         "null_condition": "trained",
         "max_new_tokens": 8,
+        "padding": "exclude",    # exclude | include: the zero-padded latent frames of a short clip
     }
-    #: 2: identity by the weights' content (was: names and sizes)
-    version = "2"
+    #: 2: identity by the weights' content (was: names and sizes); 3: padded frames masked
+    version = "3"
 
     def validate(self) -> None:
         p = self.params
@@ -84,6 +86,7 @@ class AudioLDM2(UNetDenoiser, DiffusionModel):
         check_choice("dtype", p["dtype"], DTYPES, name)
         check_choice("latent_sampling", p["latent_sampling"], ("mean", "sample"), name)
         check_choice("null_condition", p["null_condition"], ("trained", "diffusers"), name)
+        check_choice("padding", p["padding"], PADDING_POLICIES, name)
         if not isinstance(p["max_new_tokens"], int) or p["max_new_tokens"] < 1:
             raise ConfigError(f"model '{name}': max_new_tokens must be a positive integer")
         self.root = resolve_checkpoint(p["checkpoint"], name, EXPECTED)
@@ -186,6 +189,9 @@ class AudioLDM2(UNetDenoiser, DiffusionModel):
     @property
     def prediction_type(self) -> str:
         return self.scheduler.config.prediction_type
+
+    def window_seconds(self) -> float:
+        return _audio.SECONDS
 
     def encode_audio(self, paths: Sequence[str], ctx=None) -> torch.Tensor:
         vae = self.m["vae"]

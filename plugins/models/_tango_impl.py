@@ -53,6 +53,7 @@ from pathlib import Path
 import torch
 
 from harness.contracts import DiffusionModel
+from harness.segments import PADDING_POLICIES
 from harness.errors import ConfigError, ModelLoadError
 
 from . import _audio
@@ -217,9 +218,10 @@ class Tango(UNetDenoiser, DiffusionModel):
         "dtype": "float32",
         "latent_sampling": "mean",
         "null_condition": "t5-empty",
+        "padding": "exclude",    # exclude | include: the zero-padded latent frames of a short clip
     }
-    #: 2: identity by the weights' content (was: names and sizes)
-    version = "2"
+    #: 2: identity by the weights' content (was: names and sizes); 3: padded frames masked
+    version = "3"
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -231,6 +233,7 @@ class Tango(UNetDenoiser, DiffusionModel):
         check_choice("dtype", p["dtype"], DTYPES, name)
         check_choice("latent_sampling", p["latent_sampling"], ("mean", "sample"), name)
         check_choice("null_condition", p["null_condition"], ("t5-empty", "zeros"), name)
+        check_choice("padding", p["padding"], PADDING_POLICIES, name)
         self.root = resolve_checkpoint(p["checkpoint"], name, EXPECTED)
         missing = [f for f in FILES if not (self.root / f).is_file()]
         if missing:
@@ -443,6 +446,9 @@ class Tango(UNetDenoiser, DiffusionModel):
     @property
     def prediction_type(self) -> str:
         return self.scheduler_cfg.get("prediction_type", "epsilon")
+
+    def window_seconds(self) -> float:
+        return _audio.SECONDS
 
     def encode_audio(self, paths, ctx=None) -> torch.Tensor:
         vae, basis = self.m["vae"], self.m["mel_basis"]
