@@ -411,6 +411,25 @@ class Aggregator(Configurable):
 
 
 # --------------------------------------------------------------------------------------------
+# Blind (model-free) baselines
+
+
+class Baseline(Configurable):
+    """Model-free features of each sample (its audio or MIDI file and its caption), for the blind
+    check: if a classifier that never sees the model separates members from non-members on
+    these, every MIA and DI result on those sets measures the split, not the model (issue #10).
+
+    ``featurize`` gets all samples of a cell at once, without labels, so unsupervised steps
+    (a vocabulary) may look at all of them; the core does the cross-fitted classification."""
+
+    plugin_kind = "baseline"
+
+    def featurize(self, samples: Sequence[Sample]) -> tuple[np.ndarray, list[str]]:
+        """A float matrix [len(samples), d] (NaN = undefined for that sample) and its d names."""
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------------------------
 # Per-batch context
 
 

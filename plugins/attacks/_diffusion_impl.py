@@ -247,6 +247,18 @@ class DiffusionAttack(Attack):
     family = "diffusion"
     #: feature base name when the attack is used without the registry
     default_name: ClassVar[str] = ""
+    #: allowed values of the enumerated parameters a subclass has (``harness plugins NAME``)
+    param_choices: ClassVar[dict[str, tuple]] = {"norm": NORMS, "t0": T0_MODES}
+    param_docs: ClassVar[dict[str, str]] = {
+        "t": "the integer timestep queried, 0 .. the model's num_train_timesteps - 1 (the "
+             "default is CDI's config for this attack)",
+        "timesteps": "distinct integer timesteps >= 0, one feature per timestep (default: CDI's "
+                     "grid 0, 100, ..., 900)",
+        "norm": "distance between predicted and true noise: l2 (CDI code: ||.||_2) | squared "
+                "(paper: ||.||_2^2)",
+        "t0": "what t = 0 means (matters only when 0 is queried): first-step (alpha-bar = "
+              "alphas_cumprod[0], CDI code) | clean (alpha-bar = 1, z_0 itself)",
+    }
 
     def _name(self) -> str:
         return self.registered_name or self.default_name
@@ -373,6 +385,10 @@ class PIA(DiffusionAttack):
         "p": 5,         # CDI: 5 | PIA code: 4
         "root": True,   # CDI: (sum |d|^p)^(1/p) | PIA code: sum |d|^p
     }
+    param_docs = {"p": "exponent of the distance ||eps_0 - f(z_t, t, c)||_p, a number > 0 "
+                       "(CDI: 5, PIA code: 4)",
+                  "root": "true: (sum |d|^p)^(1/p) (CDI) | false: sum |d|^p (PIA code; same "
+                          "ranking)"}
 
     def validate(self) -> None:
         super().validate()
@@ -406,6 +422,9 @@ class PIAN(PIA):
 
     default_name = "pian"
     defaults = {**PIA.defaults, "pian_scale": "cdi"}
+    param_docs = {"pian_scale": "rescaling of eps_0: cdi (mean|eps| = sqrt(pi/2), CDI code) | "
+                                "pia-code (mean|eps| = sqrt(2/pi), official PIA code)"}
+    param_choices = {"pian_scale": tuple(PIAN_SCALES)}
 
     def validate(self) -> None:
         super().validate()
@@ -439,6 +458,8 @@ class GradientMasking(_SweepMixin, DiffusionAttack):
         "t0": "first-step",             # t=0: "first-step" | "clean"
         "grad_precision": "float32",    # "float32" | "model": dtype of the denoiser passes
     }
+    param_choices = {"unmasked": GM_UNMASKED, "target": GM_TARGETS,
+                     "grad_precision": GRAD_PRECISIONS}
 
     def validate(self) -> None:
         super().validate()
@@ -583,6 +604,7 @@ class NoiseOptimization(DiffusionAttack):
         "t0": "first-step",       # only matters with t=0
         "grad_precision": "float32",  # "float32" | "model": dtype of the denoiser passes
     }
+    param_choices = {"final_loss": NO_FINAL, "grad_precision": GRAD_PRECISIONS}
 
     def validate(self) -> None:
         super().validate()

@@ -44,10 +44,11 @@ from typing import Sequence
 
 import torch
 
+from harness import dtypes
 from harness.checkpoints import files_hash
 from harness.contracts import DiffusionModel
-from harness.segments import PADDING_POLICIES
 from harness.errors import ConfigError, ModelLoadError
+from harness.segments import PADDING_POLICIES
 
 from . import _audio
 from ._diffusers_shared import (DTYPES, check_choice, freeze, posterior_latents, resolve_checkpoint,
@@ -77,6 +78,22 @@ class AudioLDM2(UNetDenoiser, DiffusionModel):
         "max_new_tokens": 8,
         "padding": "exclude",    # exclude | include: the zero-padded latent frames of a short clip
     }
+    param_docs = {
+        "checkpoint": "required: a diffusers AudioLDM2 folder (model_index.json + vae, unet, "
+                      "scheduler, text encoders, projection, GPT-2 subfolders) or a hub id such "
+                      "as cvssp/audioldm2 in the local HF cache",
+        "dtype": "VAE/UNet dtype (text encoders always float32); float16/bfloat16 as on GPU",
+        "latent_sampling": "mean: VAE posterior mean | sample: one posterior draw seeded per "
+                           "sample (what training used)",
+        "null_condition": "trained: zeros for the GPT-2 stream and T5(\"\"), the 10 % dropout "
+                          "input the model was trained with | diffusers: the pipeline's \"\" "
+                          "negative prompt through the whole text stack",
+        "max_new_tokens": "hidden states GPT-2 generates for the condition, a positive integer "
+                          "(the pipeline's 8)",
+    }
+    param_choices = {"dtype": dtypes.NAMES, "latent_sampling": ("mean", "sample"),
+                     "padding": PADDING_POLICIES,
+                     "null_condition": ("trained", "diffusers")}
     #: 2: identity by the weights' content (was: names and sizes); 3: padded frames masked
     version = "3"
 

@@ -49,10 +49,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from harness import dtypes
 from harness.canary import shuffled_batches, train_steps, training_samples
 from harness.contracts import CONDITION, LATENT_MASK, LATENTS, NULL_CONDITION, DiffusionModel
-from harness.segments import PADDING_POLICIES
 from harness.errors import ConfigError, ModelLoadError
+from harness.segments import PADDING_POLICIES
 
 from . import _audio
 from ._diffusers_shared import DTYPES, UNetDenoiser, freeze, scheduler_alphas
@@ -126,6 +127,24 @@ class DiffusionCanary(UNetDenoiser, DiffusionModel):
         # scoring
         "dtype": "float32",      # UNet/VAE dtype at scoring time (float16 on GPU)
     }
+    param_docs = {
+        "lr": "AdamW learning rate in (0, 1), constant after a linear warm-up",
+        "latent_channels": "channels of the VAE latent the UNet denoises (AudioLDM: 8)",
+        "vae_channels": "VAE block widths, multiples of 8; each level after the first halves "
+                        "the resolution (default 8x down-sampling; AudioLDM: 4x)",
+        "seed": "integer seeding initialisation, noise and batch order (part of the cache key)",
+        "warmup_steps": "linear learning-rate warm-up steps (>= 0)",
+        "batch_size": "training clips per step (>= 1)",
+        "vae_kl_weight": "KL weight of VAE training, in [0, 1) (only with vae_steps > 0)",
+        "unet_channels": "UNet block widths, multiples of 8; each extra level halves the "
+                         "resolution (n_frames must stay divisible)",
+        "layers_per_block": "ResNet layers per UNet block (>= 1)",
+        "attention_head_dim": "UNet cross-attention head width (>= 1)",
+        "text_dim": "width of the character-level text encoder, a multiple of 4",
+        "text_layers": "transformer layers of the text encoder (>= 1)",
+    }
+    param_choices = {"train_latents": ("mean", "sample"), "dtype": dtypes.NAMES,
+                     "padding": PADDING_POLICIES}
 
     # -- parameters ------------------------------------------------------------------------
 

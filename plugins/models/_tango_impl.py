@@ -52,9 +52,10 @@ from pathlib import Path
 
 import torch
 
+from harness import dtypes
 from harness.contracts import DiffusionModel
-from harness.segments import PADDING_POLICIES
 from harness.errors import ConfigError, ModelLoadError
+from harness.segments import PADDING_POLICIES
 
 from . import _audio
 from ._diffusers_shared import (DTYPES, check_choice, freeze, posterior_latents, resolve_checkpoint,
@@ -220,6 +221,25 @@ class Tango(UNetDenoiser, DiffusionModel):
         "null_condition": "t5-empty",
         "padding": "exclude",    # exclude | include: the zero-padded latent frames of a short clip
     }
+    param_docs = {
+        "checkpoint": "required: a local copy of declare-lab/tango (main_config.json, "
+                      "vae_config.json, stft_config.json, pytorch_model_{main,vae,stft}.bin) or "
+                      "a hub id in the local HF cache",
+        "tokenizer": "a local google/flan-t5-large folder or its hub id; null = the "
+                     "checkpoint's text_encoder_name from the HF cache",
+        "unet_config": "the UNet's diffusion_model_config.json; null = looked up beside the "
+                       "checkpoint, else TANGO's official config (built in)",
+        "scheduler_config": "a scheduler_config.json (or a folder holding one); null = the "
+                            "checkpoint's scheduler/ folder, else SD-2.1's values (built in)",
+        "dtype": "UNet/VAE dtype (text encoder always float32); float16/bfloat16 as on GPU",
+        "latent_sampling": "mean: posterior mean x 0.9228 | sample: one posterior draw "
+                           "seeded per sample (what training used)",
+        "null_condition": "t5-empty: T5(\"\") padded to the caption length, as TANGO's CFG "
+                          "inference | zeros: zeroed hidden states, the training-dropout form",
+    }
+    param_choices = {"dtype": dtypes.NAMES, "latent_sampling": ("mean", "sample"),
+                     "padding": PADDING_POLICIES,
+                     "null_condition": ("t5-empty", "zeros")}
     #: 2: identity by the weights' content (was: names and sizes); 3: padded frames masked
     version = "3"
 
