@@ -288,6 +288,17 @@ class DiffusionAttack(Attack):
             p["timesteps"] = [int(t) for t in ts]
 
 
+class _GradientAttack(DiffusionAttack):
+    """An attack whose passes run in ``grad_precision`` (float32 by default; see module doc)."""
+
+    def extract(self, ctx: BatchContext) -> dict[str, np.ndarray]:
+        with grad_precision(ctx, self.params["grad_precision"]):
+            return self._extract(ctx)
+
+    def _extract(self, ctx: BatchContext) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+
 class _SweepMixin:
     """Features ``{name}/{t}`` grouped over the timestep grid (best index or LR in the core)."""
 
@@ -441,7 +452,7 @@ class PIAN(PIA):
 # 3.5 Gradient Masking
 
 
-class GradientMasking(_SweepMixin, DiffusionAttack):
+class GradientMasking(_SweepMixin, _GradientAttack):
     """CDI: per t, mask M = top ``masking_ratio`` of |d loss / d z_t| (per sample, flattened);
     query f on z~ = eps at M and z0 (code) or z_t (paper) elsewhere, without further noising;
     feature ||(target - f(z~, t, c))[M]|| with target eps - z0 (code) or eps. Lower = member.
@@ -469,10 +480,6 @@ class GradientMasking(_SweepMixin, DiffusionAttack):
             raise ConfigError(f"attack '{name}': masking_ratio must be in (0, 1]; got {r!r}")
         _choice(p, "unmasked", GM_UNMASKED, name)
         _choice(p, "target", GM_TARGETS, name)
-
-    def extract(self, ctx: BatchContext) -> dict[str, np.ndarray]:
-        with grad_precision(ctx, self.params["grad_precision"]):
-            return self._extract(ctx)
 
     def _extract(self, ctx: BatchContext) -> dict[str, np.ndarray]:
         p = self.params
@@ -584,7 +591,7 @@ def lbfgs_lockstep(x0: list[np.ndarray], evaluate: Callable, maxiter: int) -> li
     return [finals[i] for i in range(len(x0))]
 
 
-class NoiseOptimization(DiffusionAttack):
+class NoiseOptimization(_GradientAttack):
     """CDI: z_t = q(z0, t, eps); minimise J(delta) = ||f(z_t + delta, t, c) - eps|| over an additive
     perturbation (init 0) with scipy L-BFGS-B (``maxiter`` iterations, autograd gradient); features
     the final loss and ||delta*||_2.
@@ -618,10 +625,6 @@ class NoiseOptimization(DiffusionAttack):
         base = self._name()
         return [FeatureSpec(f"{base}/loss", False, group=base, index="loss"),
                 FeatureSpec(f"{base}/norm", False, group=base, index="norm")]
-
-    def extract(self, ctx: BatchContext) -> dict[str, np.ndarray]:
-        with grad_precision(ctx, self.params["grad_precision"]):
-            return self._extract(ctx)
 
     def _extract(self, ctx: BatchContext) -> dict[str, np.ndarray]:
         p = self.params
