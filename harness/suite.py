@@ -130,6 +130,23 @@ class DIConfig(_Strict):
         return sorted(set(v)) if v is not None else v
 
 
+class BlindConfig(_Strict):
+    """The blind baseline (``harness.blind``): model-free features, cross-fitted classifier, and
+    the gate that marks a cell's MIA and DI results confounded by a shift between the sets."""
+
+    #: on by default: an audit should always say whether the sets differ without the model
+    enabled: bool = True
+    #: a ``baseline`` plugin (model-free features of each sample)
+    plugin: str = "model-free"
+    params: dict[str, Any] = Field(default_factory=dict)
+    classifier: Literal["forest", "logistic"] = "forest"
+    folds: int = Field(default=5, ge=2)
+    #: the cell is confounded when the blind AUC's lower confidence bound exceeds this
+    gate_auc: float = Field(default=0.6, ge=0.5, lt=1)
+    #: one-sided confidence of that bound
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+
+
 class MLflowConfig(_Strict):
     enabled: bool = True
     tracking_uri: str = "sqlite:///mlflow.db"
@@ -176,6 +193,7 @@ class Suite(_Strict):
     aggregators: list[AggregatorEntry] = Field(default_factory=list)
     mia: MIAConfig = Field(default_factory=MIAConfig)
     di: DIConfig = Field(default_factory=DIConfig)
+    blind: BlindConfig = Field(default_factory=BlindConfig)
     mlflow: MLflowConfig = Field(default_factory=MLflowConfig)
     #: where features are extracted: in this process, or on Ray workers (the cache_dir must then
     #: be a path every worker shares)
@@ -594,4 +612,6 @@ def check_plugins(suite: Suite, text: str = "", source: str = "<suite>") -> list
         info = check("aggregator", g.plugin, g.params, ("aggregators", i))
         if info.family != "any" and info.family not in families:
             warnings.append(f"aggregator '{g.label}' ({info.family}) matches no model in the suite")
+    if suite.blind.enabled:
+        check("baseline", suite.blind.plugin, suite.blind.params, ("blind",))
     return warnings
