@@ -21,3 +21,4 @@ bench: setup
 	$(PY) benchmarks/diffusion_suite.py
 	$(PY) benchmarks/autoregressive_suite.py
 	$(PY) benchmarks/autoregressive_suite.py --proportioned
+	$(PY) benchmarks/executor.py

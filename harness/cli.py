@@ -182,14 +182,15 @@ def plugins(name, show_all, as_json, kind):
     items = [p for p in plugins_mod.all_plugins() if kind is None or p.kind == kind]
     if name is not None:
         from .errors import UnknownNameError
-        from .plugin_docs import describe
+        from .plugin_docs import describe, parameters
 
         chosen = [p for p in items if p.name == name]
         if not chosen:
             raise UnknownNameError(plugins_mod.unknown_message(
                 kind or "plugin", name, {p.name: p for p in items}))
         if as_json:
-            click.echo(json.dumps([p.as_dict() for p in chosen], indent=2))
+            click.echo(json.dumps([{**p.as_dict(), "parameters": parameters(p.load())}
+                                   for p in chosen], indent=2, default=str))
         else:
             click.echo("\n\n".join(describe(p) for p in chosen))
         return

@@ -264,8 +264,47 @@ class DiffusionModel(Model):
         raise NotImplementedError
 
     def predict_noise(self, z_t: "torch.Tensor", t: "torch.Tensor", condition: dict) -> "torch.Tensor":
-        """Epsilon prediction of the denoiser at integer timesteps ``t`` [B]."""
+        """Epsilon prediction of the denoiser at integer timesteps ``t`` [B], in ``z_t``'s dtype,
+        computed in ``denoiser_dtype()``."""
         raise NotImplementedError
+
+    #: True when ``predict_noise`` computes in ``denoiser_dtype()``, so ``denoiser_precision``
+    #: can switch it (models that always run in float32 need not say so)
+    switchable_precision: ClassVar[bool] = False
+
+    def denoiser_dtype(self) -> str:
+        """Name (harness.dtypes) of the dtype ``predict_noise`` computes in right now: the
+        suite's ``dtype``, or the one a ``denoiser_precision`` block asked for."""
+        return (self.__dict__.get("_denoiser_override")
+                or str(getattr(self, "params", {}).get("dtype", "float32")))
+
+    def denoiser_precision(self, name: str):
+        """A context in which ``predict_noise`` computes in dtype ``name`` (the same weights,
+        another arithmetic). Why: gradient attacks on a half-precision model take their gradients
+        in float32 (fp16 gradients, without loss scaling, underflow and saturate; issue #9)."""
+        import contextlib
+
+        from . import dtypes
+
+        dtypes.check(name, f"model '{self.registered_name or type(self).__name__}'")
+        if name == self.denoiser_dtype():
+            return contextlib.nullcontext()
+        if not self.switchable_precision:
+            raise ConfigError(
+                f"model '{self.registered_name or type(self).__name__}' runs its denoiser in "
+                f"{self.denoiser_dtype()} and cannot switch it to {name}; give the attack "
+                "grad_precision: model")
+
+        @contextlib.contextmanager
+        def switched():
+            old = self.__dict__.get("_denoiser_override")
+            self._denoiser_override = name
+            try:
+                yield
+            finally:
+                self._denoiser_override = old
+
+        return switched()
 
 
 # --------------------------------------------------------------------------------------------

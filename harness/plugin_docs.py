@@ -5,7 +5,10 @@ one line of doc, an example suite entry).
 Where a parameter's line comes from, first found wins: the class's ``param_docs`` mapping (merged
 along the class hierarchy), the inline comment after the key in the class's ``defaults`` literal,
 then a ``key``: line in the class's or its module's docstring. Plugins already document their
-parameters in one of those ways; none has to repeat itself.
+parameters in one of those ways; none has to repeat itself. Enumerated parameters also list
+their allowed values in ``param_choices`` (merged the same way), the tuple the plugin's
+``validate`` checks against where it can, so the shown choices are the accepted ones. Every
+built-in plugin documents every parameter (``tests/test_plugin_docs.py`` fails otherwise).
 """
 
 from __future__ import annotations
@@ -52,6 +55,28 @@ def param_docs(cls) -> dict[str, str]:
             if m and m.group(1) not in found:
                 found[m.group(1)] = _first_sentence(m.group(2))
     return {k: docs.get(k) or found.get(k, "") for k in getattr(cls, "defaults", {}) or {}}
+
+
+def param_choices(cls) -> dict[str, tuple]:
+    """Allowed values of the enumerated parameters (only keys the plugin accepts)."""
+    out: dict[str, tuple] = {}
+    for klass in reversed(cls.__mro__):
+        out.update(getattr(klass, "__dict__", {}).get("param_choices", {}) or {})
+    accepted = getattr(cls, "defaults", {}) or {}
+    return {k: tuple(v) for k, v in out.items() if k in accepted}
+
+
+def undocumented(cls) -> list[str]:
+    """Parameters with no line of doc anywhere (a built-in plugin must have none)."""
+    return [k for k, v in param_docs(cls).items() if not v]
+
+
+def parameters(cls) -> list[dict]:
+    """Every parameter as ``{name, default, doc, choices}`` (``harness plugins NAME --json``)."""
+    docs, choices = param_docs(cls), param_choices(cls)
+    return [{"name": k, "default": v, "doc": docs[k],
+             "choices": list(choices[k]) if k in choices else None}
+            for k, v in (getattr(cls, "defaults", {}) or {}).items()]
 
 
 def _needs_provides(info: PluginInfo, cls) -> list[str]:
@@ -108,13 +133,16 @@ def describe(info: PluginInfo) -> str:
         lines.append("")
     defaults = getattr(cls, "defaults", {}) or {}
     docs = param_docs(cls)
+    choices = param_choices(cls)
     if defaults:
-        lines += ["parameters (default — doc):"]
+        lines += ["parameters (default — doc [allowed values]):"]
         width = max(len(k) for k in defaults)
         for k, v in defaults.items():
             shown = yaml.safe_dump(v, default_flow_style=True, width=10**6).strip()
             shown = shown.removesuffix("\n...").removesuffix("...").strip()
-            lines.append(f"  {k.ljust(width)}  {shown}" + (f"  — {docs[k]}" if docs[k] else ""))
+            allowed = f" [one of: {', '.join(map(str, choices[k]))}]" if k in choices else ""
+            doc = (docs[k] + allowed).strip()
+            lines.append(f"  {k.ljust(width)}  {shown}" + (f"  — {doc}" if doc else ""))
     else:
         lines += ["parameters: none"]
     lines += ["", "example suite entry:"]

@@ -139,6 +139,9 @@ def _di_rows(runs) -> list[dict]:
         t, m, p = r.data.tags, r.data.metrics, r.data.params
         min_n = m.get("min_n")
         max_n = m.get("max_n")
+        # runs logged before the primary test kept the pooled null rate under ``null_fpr``
+        new = "primary" in t
+        primary_n = m.get("primary_n")
         rows.append({"kind": "di", "model": t.get("model"), "data": t.get("data"), "attack": "",
                      "aggregator": t.get("aggregator"), "auc": None, "auc_std": None,
                      "tpr_at_fpr": None, "tpr_at_fpr_std": None, "target_fpr": None,
@@ -149,8 +152,25 @@ def _di_rows(runs) -> list[dict]:
                      "evidence": t.get("evidence", ""),
                      "min_n": None if min_n is None else int(min_n),
                      "max_n": None if max_n is None else int(max_n),
-                     "alpha": _float(p.get("alpha")), "null_fpr": m.get("null_fpr"),
-                     "null_fpr_upper": m.get("null_fpr_upper"), "run_id": r.info.run_id})
+                     "alpha": _float(p.get("alpha")),
+                     "null_fpr": m.get("null_fpr_pooled") if new else m.get("null_fpr"),
+                     "null_fpr_upper": (m.get("null_fpr_pooled_upper") if new
+                                        else m.get("null_fpr_upper")),
+                     "null_valid": None if m.get("null_valid_total") is None
+                     else int(m["null_valid_total"]),
+                     "null_note": t.get("null_note", ""),
+                     "primary": {"true": True, "false": False}.get(t.get("primary", "")),
+                     "primary_p_value": m.get("primary_p_value"),
+                     "primary_n": None if primary_n is None else int(primary_n),
+                     "primary_rejects": None if m.get("primary_rejects") is None
+                     else bool(m["primary_rejects"]),
+                     "primary_null_n": None if m.get("primary_null_n") is None
+                     else int(m["primary_null_n"]),
+                     "primary_null_fpr": m.get("primary_null_fpr"),
+                     "primary_null_valid": None if m.get("primary_null_valid") is None
+                     else int(m["primary_null_valid"]),
+                     "primary_null_fpr_upper": m.get("primary_null_fpr_upper"),
+                     "caveat": t.get("caveat", ""), "run_id": r.info.run_id})
     return rows
 
 
@@ -264,10 +284,57 @@ def _evidence_cell(r: dict) -> str:
 
 
 def _null_cell(r: dict) -> str:
+    """The pooled null rate with its pool-aware bound, the over-rejection mark, and what could
+    not be measured; never a bare rate when no valid null test ran."""
+    from .di import null_mark
+
+    note = r.get("null_note") or ""
     if r["null_fpr"] is None:
-        return "–"
+        if r.get("primary") is None and not note:
+            return "–"  # logged before the null control said why
+        return note if "null control off" in note else f"**no valid null test ran** ({note})"
     upper = "" if r["null_fpr_upper"] is None else f" (≤ {r['null_fpr_upper']:.3f})"
-    return f"{r['null_fpr']:.3f}{upper}"
+    valid = "" if r.get("null_valid") is None else f", {r['null_valid']} tests"
+    mark = null_mark(r["null_fpr"], r.get("null_valid"), r["alpha"])
+    parts = [f"{r['null_fpr']:.3f}{upper}{valid}"] + ([mark] if mark else [])
+    if note:
+        parts.append(note)
+    return "; ".join(parts)
+
+
+def _role_cell(r: dict) -> str:
+    if r.get("primary") is None:
+        role = "–"  # logged before primary tests existed
+    else:
+        role = "**primary**" if r["primary"] else "exploratory"
+    return role + (f" ({r['caveat']})" if r.get("caveat") else "")
+
+
+def _primary_cell(r: dict) -> str:
+    """The pre-declared test: p-value, n, decision, and the null rate at its n."""
+    from .di import null_mark
+
+    if not r.get("primary"):
+        return "–"
+    if r.get("primary_n") is None:
+        return "not run"
+    p = r.get("primary_p_value")
+    if p is None:
+        return f"undefined at n = {r['primary_n']} (does not reject)"
+    verdict = "rejects" if r.get("primary_rejects") else "does not reject"
+    cell = f"p = {p:.3g} at n = {r['primary_n']}, {verdict}"
+    fpr = r.get("primary_null_fpr")
+    if fpr is None:
+        cell += "; no valid null test at this n"
+    else:
+        at = "" if r.get("primary_null_n") == r["primary_n"] else \
+            f" (measured at n = {r.get('primary_null_n')})"
+        upper = r.get("primary_null_fpr_upper")
+        cell += f"; null FPR {fpr:.3f}{at}" + ("" if upper is None else f" ≤ {upper:.3f}")
+        mark = null_mark(fpr, r.get("primary_null_valid"), r["alpha"])
+        if mark:
+            cell += f" {mark}"
+    return cell
 
 
 #: table numbers of the paper: MIA on autoregressive models (2), on diffusion models (3); DI is 4
@@ -318,14 +385,19 @@ def _markdown(mia: list[dict], di: list[dict], source: str, blind: list[dict] = 
                           f"({100 * target:g} = no signal on average)", "",
                       _md_table(h, b)]
     if di:
-        body = [[r["model"], r["data"], r["aggregator"], _min_n_cell(r),
-                 "–" if r["alpha"] is None else f"{r['alpha']:g}", _null_cell(r),
-                 _evidence_cell(r)] for r in di]
-        parts += ["", f"Table {DI_TABLE}: dataset inference, smallest n with mean p-value ≤ "
-                      "alpha; null FPR = rejection rate with non-members as the suspect set (should be ≤ "
-                      "alpha)", "",
-                  _md_table(["Model", "Data", "Aggregator", "# Samples (min n)", "alpha",
-                             "Null FPR", "Evidence"], body)]
+        # the primary (pre-declared) test of each cell first
+        di = sorted(di, key=lambda r: (r["model"], r["data"], not r.get("primary")))
+        body = [[r["model"], r["data"], r["aggregator"], _role_cell(r), _primary_cell(r),
+                 _min_n_cell(r), "–" if r["alpha"] is None else f"{r['alpha']:g}",
+                 _null_cell(r), _evidence_cell(r)] for r in di]
+        parts += ["", f"Table {DI_TABLE}: dataset inference. Primary test = the one "
+                      "pre-declared test on all of P against U (or on di.n): the claim. "
+                      "Min n = smallest n of the grid with mean p-value ≤ alpha, a search "
+                      "over many tests (exploratory, the paper's figure). Null FPR = rejection "
+                      "rate with non-members as the suspect set, pooled over n (should be ≤ "
+                      "alpha), with its upper 95% bound over pools", "",
+                  _md_table(["Model", "Data", "Aggregator", "Role", "Primary test",
+                             "# Samples (min n)", "alpha", "Null FPR", "Evidence"], body)]
     if not mia and not di:
         parts += ["", "(no MIA or DI results)"]
     return "\n".join(parts) + "\n"
@@ -334,8 +406,10 @@ def _markdown(mia: list[dict], di: list[dict], source: str, blind: list[dict] = 
 CSV_COLUMNS = ["kind", "model", "data", "attack", "aggregator", "auc", "auc_std", "tpr_at_fpr",
                "tpr_at_fpr_std", "target_fpr", "selected_feature", "auc_null_q95",
                "tpr_null_q95", "best_auc_null_q95", "best_tpr_null_q95", "min_n", "max_n", "alpha",
-               "null_fpr", "null_fpr_upper", "auc_lcb", "gate_auc", "confounded", "evidence",
-               "run_id"]
+               "null_fpr", "null_fpr_upper", "null_valid", "null_note", "primary",
+               "primary_p_value", "primary_n", "primary_rejects", "primary_null_n",
+               "primary_null_fpr", "primary_null_fpr_upper", "caveat", "auc_lcb", "gate_auc",
+               "confounded", "evidence", "run_id"]
 
 
 def _csv(rows: list[dict]) -> str:
@@ -343,8 +417,8 @@ def _csv(rows: list[dict]) -> str:
     w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: "" if r[k] is None else (repr(r[k]) if isinstance(r[k], float) else r[k])
-                    for k in CSV_COLUMNS})
+        w.writerow({k: "" if r.get(k) is None else
+                    (repr(r[k]) if isinstance(r[k], float) else r[k]) for k in CSV_COLUMNS})
     return buf.getvalue()
 
 

@@ -41,7 +41,7 @@ from .contracts import Attack, BatchContext, FeatureSpec, Model, Sample
 from .errors import ConfigError, HarnessError
 from .progress import stderr_echo as _stderr
 from .shards import Shard, canonical_batches
-from .suite import Suite
+from .suite import DEFAULT_PRIMARY, Suite
 
 Echo = Callable[[str], None]
 #: ``progress(n_samples, computed)``: samples found in the cache (False) or just computed (True)
@@ -440,7 +440,12 @@ def di_matrix(runs: list[AttackRun], feats: dict[str, dict[str, np.ndarray]],
     return np.stack(cols, axis=1), names
 
 
-def evaluate_di(suite: Suite, agg_entry, info, runs, member_feats, nonmember_feats) -> dict:
+def evaluate_di(suite: Suite, agg_entry, info, runs, member_feats, nonmember_feats,
+                primary: bool = False) -> dict:
+    """One DI result. ``primary``: this aggregator's test is the pre-declared claim for the
+    cell (``Suite.primary_aggregator``), so its one test on all of P against U (or on di.n) is
+    run and recorded; the others are exploratory. ``caveat`` comes from the registration (e.g.
+    the reference code's over-rejecting ``cdi-crossfit``)."""
     from .di import default_grid, run_di
 
     cls = info.load()
@@ -453,9 +458,11 @@ def evaluate_di(suite: Suite, agg_entry, info, runs, member_feats, nonmember_fea
     U, _ = di_matrix(runs, nonmember_feats, agg_entry.features)
     grid = suite.di.n_grid or default_grid(max(len(M), len(U)))
     res = run_di(aggregator, M, U, n_grid=grid, draws=suite.di.draws, alpha=suite.di.alpha,
-                 seed=suite.seed, null_control=suite.di.null_control, workers=suite.di.workers)
+                 seed=suite.seed, null_control=suite.di.null_control, workers=suite.di.workers,
+                 primary=primary, primary_n=suite.di.n)
     res.update({"aggregator": agg_entry.label, "plugin": agg_entry.plugin, "params":
-                dict(aggregator.params), "features": names, "family": info.family})
+                dict(aggregator.params), "features": names, "family": info.family,
+                "primary": primary, "caveat": info.extra.get("caveat") or ""})
     return res
 
 
@@ -576,11 +583,19 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
                             continue
                         echo(f"[evaluate] DI {agg.label} on {model_name} × {data_name}")
                         res = evaluate_di(suite, agg, info, runs, feats["members"],
-                                          feats["nonmembers"])
+                                          feats["nonmembers"],
+                                          primary=agg.label == suite.primary_aggregator(family))
                         res.update({"model": model_name, "data": data_name,
                                     "model_family": family, "confounded": confounded,
                                     "evidence": evidence_class(blind, canary)})
                         results["di"].append(res)
+                    if suite.aggregators and not any(
+                            e.get("primary") for e in results["di"]
+                            if (e["model"], e["data"]) == (model_name, data_name)):
+                        echo(f"warning: no primary DI test for {model_name} × {data_name} "
+                             f"({family}): every DI result there is exploratory; add the "
+                             f"aggregator '{DEFAULT_PRIMARY.get(family, 'cdi')}' or name one "
+                             "in di.primary")
                 report = model.training_report()
                 if report:
                     from .canary import training_summary

@@ -96,6 +96,12 @@ class MIAConfig(_Strict):
     null_subsamples: int = Field(default=50, ge=1)
 
 
+#: the primary DI aggregator of each model family: the tests that hold their nominal alpha
+#: (``cdi`` held-out for diffusion; ``minmax-sum`` for autoregressive models, which include the
+#: symbolic ones such as FIGARO)
+DEFAULT_PRIMARY = {"diffusion": "cdi", "autoregressive": "minmax-sum"}
+
+
 class DIConfig(_Strict):
     #: sample sizes n to test; default: the paper's grid up to the available pool size
     n_grid: list[int] | None = None
@@ -105,6 +111,13 @@ class DIConfig(_Strict):
     #: reference code's test
     alternative: Literal["greater", "two-sided"] = "greater"
     null_control: bool = True
+    #: the pre-declared primary test: an aggregator name (for every model it applies to) or a
+    #: mapping model family -> aggregator name; default ``DEFAULT_PRIMARY`` by the model's family
+    #: (the first aggregator entry of that plugin). Its one test on all of P against U is the
+    #: claim; every other aggregator and the min-n search are exploratory
+    primary: str | dict[str, str] | None = None
+    #: the primary test's n, fixed in advance; default all of P against U (the smaller set's size)
+    n: int | None = Field(default=None, ge=2)
     #: threads the grid of n is spread over; default one per available core (at most 8). The
     #: numbers do not depend on it (every n has its own random stream)
     workers: int | None = Field(default=None, ge=1)
@@ -186,6 +199,16 @@ class Suite(_Strict):
     #: be a path every worker shares)
     executor: Literal["local", "ray"] = "local"
     ray: RayConfig = Field(default_factory=RayConfig)
+
+    def primary_aggregator(self, family: str) -> str | None:
+        """Name (label) of the aggregator entry whose test is primary for models of ``family``."""
+        want = self.di.primary
+        if isinstance(want, str):
+            return want
+        if isinstance(want, dict):
+            return want.get(family)
+        plugin = DEFAULT_PRIMARY.get(family)
+        return next((g.label for g in self.aggregators if g.plugin == plugin), None)
 
     def data_for(self, model_name: str) -> list[str]:
         entry = self.models[model_name]
@@ -537,6 +560,12 @@ def _check_references(suite: Suite, root, source: str) -> None:
             for f in g.features:
                 if f not in seen:
                     fail(did_you_mean("attack", f, seen), ("aggregators", i, "features"))
+    primary = suite.di.primary
+    named = {primary: ("di", "primary")} if isinstance(primary, str) else \
+        {v: ("di", "primary", k) for k, v in (primary or {}).items()}
+    for label, loc in named.items():
+        if label not in seen_agg:
+            fail("di.primary: " + did_you_mean("aggregator", label, seen_agg), loc)
 
 
 def check_plugins(suite: Suite, text: str = "", source: str = "<suite>") -> list[str]:

@@ -1,12 +1,13 @@
 """``harness plugins NAME``: one plugin in full, with docs from each of the three sources."""
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
 from harness import hookimpl
 from harness.cli import cli
 from harness.contracts import TOKEN_STATS_CONDITIONAL, Attack, FeatureSpec
-from harness.plugin_docs import param_docs
+from harness.plugin_docs import param_choices, param_docs
 
 
 class DocAttack(Attack):
@@ -68,3 +69,84 @@ def test_plugins_name_for_a_dataset_gives_a_data_entry():
 def test_plugins_unknown_name_is_a_clear_error():
     res = CliRunner().invoke(cli, ["plugins", "min-kk"])
     assert res.exit_code == 2 and "min-k" in res.output
+
+
+# --------------------------------------------------------------------------------------------
+# Every built-in plugin explains every parameter (issues #11/#12: no source reading)
+
+
+def _builtins():
+    from harness import plugins
+
+    plugins.load_plugins()
+    return [i for i in plugins.all_plugins() if i.distribution == plugins.OWN_DISTRIBUTION]
+
+
+def test_every_builtin_parameter_is_documented():
+    from harness.plugin_docs import undocumented
+
+    infos = _builtins()
+    assert {i.kind for i in infos} == {"model", "attack", "aggregator", "dataset"}
+    missing = {f"{i.kind} {i.name}": undocumented(i.load()) for i in infos}
+    assert {k: v for k, v in missing.items() if v} == {}, (
+        "document these parameters (param_docs, an inline comment in defaults, or a ``key``: "
+        "docstring line) so that `harness plugins NAME` explains them")
+
+
+def _required(name, tmp_path):
+    """The parameters a plugin cannot be built without (paths only; nothing is read)."""
+    return {"local-folder": {"path": str(tmp_path)},
+            "lakh-midi": {"root": str(tmp_path), "splits_dir": str(tmp_path)},
+            "audiocaps": {"root": str(tmp_path)},
+            "musicgen": {"checkpoint": str(tmp_path)}, "audiogen": {"checkpoint": str(tmp_path)},
+            "figaro": {"checkpoint": str(tmp_path / "x.ckpt")}}.get(name, {})
+
+
+def test_builtin_choices_are_the_accepted_values(tmp_path):
+    """The allowed values ``harness plugins NAME`` shows are what the plugin checks: the default
+    is one of them, and a value outside them is refused with an error naming the parameter."""
+    from harness.errors import ConfigError
+
+    checked = 0
+    for info in _builtins():
+        cls = info.load()
+        own = {}
+        for klass in cls.__mro__:
+            own.update(getattr(klass, "__dict__", {}).get("param_choices", {}) or {})
+        kw = {"device": "cpu"} if info.kind == "model" else {}
+        kw.update(_required(info.name, tmp_path))
+        for key, allowed in param_choices(cls).items():
+            assert cls.defaults[key] in allowed, (info.name, key)
+            with pytest.raises(ConfigError, match=key):
+                cls(**kw, **{key: "not-a-choice"})
+            checked += 1
+    assert checked >= 30
+
+
+def test_a_typo_in_param_choices_is_not_silently_dropped():
+    for info in _builtins():
+        cls = info.load()
+        for klass in cls.__mro__:
+            keys = set(getattr(klass, "__dict__", {}).get("param_choices", {}) or {})
+            defaults = getattr(klass, "__dict__", {}).get("defaults")
+            if keys and defaults is not None:
+                assert keys <= set(defaults), (klass.__name__, keys)
+
+
+def test_plugins_name_shows_allowed_values():
+    res = CliRunner().invoke(cli, ["plugins", "surp"])
+    assert res.exit_code == 0, res.output
+    line = next(ln for ln in res.output.splitlines() if ln.strip().startswith("variant "))
+    assert "intended" in line and "[one of: intended, iar-code]" in line
+
+
+def test_plugins_name_json_carries_the_parameters():
+    import json
+
+    res = CliRunner().invoke(cli, ["plugins", "pian", "--json"])
+    assert res.exit_code == 0, res.output
+    (entry,) = json.loads(res.output)
+    params = {p["name"]: p for p in entry["parameters"]}
+    assert params["pian_scale"]["default"] == "cdi"
+    assert params["pian_scale"]["choices"] == ["cdi", "pia-code"]
+    assert params["t"]["doc"] and params["t"]["choices"] is None

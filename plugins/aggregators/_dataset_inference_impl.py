@@ -205,6 +205,17 @@ def _check_inputs(P, U):
 
 class _LogRegAggregator(Aggregator):
     family = "diffusion"
+    param_docs = {
+        "alternative": "Welch t-test on the scores of P against U: greater (one-sided, P scores "
+                       "higher: 'trained on P') | two-sided",
+        "C": "inverse L2 regularisation strength of the logistic regression, > 0 (sklearn's C)",
+        "penalize_intercept": "true: the intercept is penalised too, as liblinear does (the "
+                              "released CDI code) | false: unpenalised intercept",
+        "max_iter": "Newton iterations of the logistic-regression fit per draw, >= 1",
+        "folds": "cross-fitting folds (same fold positions for P and U), >= 2; a draw with "
+                 "fewer samples than folds gives NaN",
+    }
+    param_choices = {"alternative": _ALTERNATIVES}
 
     def validate(self) -> None:
         _check_alternative(self.params["alternative"])
@@ -297,6 +308,10 @@ class MinMaxSum(Aggregator):
 
     family = "autoregressive"
     defaults = {"alternative": "greater"}
+    param_docs = {"alternative": "Welch t-test on the summed scaled features of P against U: "
+                                 "greater (one-sided, as features are oriented higher = member) | "
+                                 "two-sided (the reference code)"}
+    param_choices = {"alternative": _ALTERNATIVES}
 
     def validate(self) -> None:
         _check_alternative(self.params["alternative"])

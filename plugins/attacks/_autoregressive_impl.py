@@ -57,6 +57,12 @@ MODES = {"contrast": TOKEN_STATS_CONTRAST, "conditional": TOKEN_STATS_CONDITIONA
 NORMALIZE = ("variance", "std")
 SURP_VARIANTS = ("intended", "iar-code")
 ZLIB_OF = ("token-ids",)
+_K_DOC = ("fractions of the sequence length, each in (0, 1]; a number or a list, one feature "
+          "per value")
+_NORMALIZE_DOC = ("variance: m_i = (lp - mu) / (sigma^2 + eps) (IAR code) | std: "
+                  "/ sqrt(sigma^2 + eps) (Min-K%++ paper, MIMIR)")
+_EPS_DOC = ("added to the variance before scaling, a finite number >= 0 (IAR: 1e-6; 0 with "
+            "std reproduces the Min-K%++ paper exactly)")
 
 #: MLflow's metric-name charset (the Windows one: no ':'), so every feature name logs as a metric
 _METRIC_NAME_RE = re.compile(r"^[/\w.\- ]*$")
@@ -341,6 +347,7 @@ class _TokenStatsAttack(Attack):
                 "model trained with condition dropout) | conditional: plain conditional "
                 "log-probs (models without a null condition, e.g. FIGARO)",
     }
+    param_choices: ClassVar[dict[str, tuple]] = {"mode": tuple(MODES)}
 
     def validate(self) -> None:
         _choice(self.params["mode"], "mode", self._name(), tuple(MODES))
@@ -406,6 +413,9 @@ class Zlib(_TokenStatsAttack):
 
     registered_name = "zlib"
     defaults = {"mode": "contrast", "zlib_of": "token-ids"}
+    param_docs = {"zlib_of": "what is zlib-compressed: the string of the sample's token ids "
+                             "(the attack sees TokenStats, not audio)"}
+    param_choices = {"zlib_of": ZLIB_OF}
 
     def validate(self):
         super().validate()
@@ -463,6 +473,10 @@ class MinKPlusPlus(_TokenStatsAttack):
 
     registered_name = "min-k-plus-plus"
     defaults = {"mode": "contrast", "k": list(K_GRID), "normalize": "variance", "eps": 1e-6}
+    param_docs = {"k": _K_DOC,
+                  "normalize": _NORMALIZE_DOC,
+                  "eps": _EPS_DOC}
+    param_choices = {"normalize": NORMALIZE}
 
     def validate(self):
         super().validate()
@@ -500,6 +514,17 @@ class Surp(_TokenStatsAttack):
     registered_name = "surp"
     defaults = {"mode": "contrast", "variant": "intended", "k": None, "max_entropy": None,
                 "empty_value": SURP_EMPTY_VALUE}
+    param_docs = {
+        "variant": "intended: the reference SURP (mean lp over low-lp, low-entropy tokens; higher "
+                   "= member) | iar-code: IAR's extractor as written (mean and count features)",
+        "k": "fractions of the sequence length in (0, 1], a number or a list; null = the "
+             "variant's grid (intended: 0.2; iar-code: 0.1..0.5)",
+        "max_entropy": "entropy thresholds in nats (> 0), a number or a list; null = the "
+                       "variant's grid (intended: 2; iar-code: 2, 4, 8, 16)",
+        "empty_value": "value stored when no token qualifies (intended variant only): a finite "
+                       "number, or null for NaN (the core then imputes)",
+    }
+    param_choices = {"variant": SURP_VARIANTS}
 
     def validate(self):
         super().validate()
@@ -559,6 +584,13 @@ class Camia(_TokenStatsAttack):
 
     registered_name = "camia"
     defaults = {"mode": "contrast", "normalize": "variance", "eps": 1e-6, "member_slope": "lower"}
+    param_docs = {"normalize": "how the Min-K%++ scores m_i of the *-mkpp sub-features are "
+                               "scaled: " + _NORMALIZE_DOC,
+                  "eps": _EPS_DOC,
+                  "member_slope": "direction of the slope sub-feature: lower = member (the IAR "
+                                  "code's declaration) or higher (an untested inference); "
+                                  "docs/discrepancies.md"}
+    param_choices = {"normalize": NORMALIZE, "member_slope": ("lower", "higher")}
     SUB_FEATURES = (("below-mean", False), ("below-mean-mkpp", False),
                     ("below-prev-mean", True), ("below-prev-mean-mkpp", True), ("slope", False))
     SLOPE_DIRECTIONS = ("lower", "higher")

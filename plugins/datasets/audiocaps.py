@@ -87,14 +87,18 @@ class AudioCaps(Dataset):
         "missing": "skip",
         "caption_policy": "first",
     }
+    param_docs = {"root": "required: the folder holding the AudioCaps audio files",
+                  "csv_dir": "the folder holding the official train.csv, val.csv, test.csv; "
+                             "null = root"}
+    param_choices = {"missing": ("skip", "error"), "caption_policy": ("first", "all")}
 
     def validate(self) -> None:
         p = self.params
         if not p["root"]:
             raise ConfigError("audiocaps needs 'root': the folder holding the AudioCaps audio")
-        if p["missing"] not in ("skip", "error"):
+        if p["missing"] not in self.param_choices["missing"]:
             raise ConfigError(f"audiocaps: missing must be 'skip' or 'error', got {p['missing']!r}")
-        if p["caption_policy"] not in ("first", "all"):
+        if p["caption_policy"] not in self.param_choices["caption_policy"]:
             raise ConfigError("audiocaps: caption_policy must be 'first' or 'all', got "
                               f"{p['caption_policy']!r}")
         try:

@@ -73,6 +73,29 @@ class FolkTunes(Dataset):
         "caption_title": True,
         "soundfont": None,
     }
+    param_docs = {
+        "n_members": "tunes on the member side, a positive integer (raising it keeps the earlier "
+                     "members: the split is a prefix of a seeded queue)",
+        "n_nonmembers": "tunes on the non-member side, a positive integer (disjoint from the "
+                        "members by construction)",
+        "seed": "an integer keying the member/non-member split and each tune's instrument",
+        "seconds": "length of each audio clip in seconds, in [0.1, 600] (the first seconds of "
+                   "the tune, zero-padded; kind: audio only)",
+        "sample_rate": "audio sample rate in Hz (kind: audio only)",
+        "collection": "music21 corpus collection, or a list of them: oneills1850, ryansMammoth, "
+                      "airdsAirs, essenFolksong, miscFolk",
+        "kind": "audio: rendered WAV clips (audio canaries) | midi: whole-tune MIDI files "
+                "(symbolic canary, FIGARO)",
+        "instruments": "General-MIDI program numbers 0..127, distinct; each tune gets one, "
+                       "chosen by a seeded hash (the default: piano, guitar, violin, harp, "
+                       "accordion, clarinet, flute, pan flute)",
+        "caption_title": "true: captions (form, key, meter, instrument) end with the tune's "
+                         "title in quotes | false: no title",
+        "soundfont": "path of a General-MIDI .sf2; null = Debian's TimGM6mb, else the copy "
+                     "pretty_midi ships (kind: audio only)",
+    }
+    param_choices = {"sample_rate": (8000, 16000, 22050, 24000, 32000, 44100, 48000),
+                     "kind": ("audio", "midi")}
 
     def validate(self) -> None:
         from ._folk_render import COLLECTIONS
@@ -85,10 +108,10 @@ class FolkTunes(Dataset):
             raise ConfigError(f"folk-tunes: seed must be an integer, got {p['seed']!r}")
         if not isinstance(p["seconds"], (int, float)) or not 0.1 <= p["seconds"] <= 600:
             raise ConfigError(f"folk-tunes: seconds must be in [0.1, 600], got {p['seconds']!r}")
-        if p["sample_rate"] not in (8000, 16000, 22050, 24000, 32000, 44100, 48000):
+        if p["sample_rate"] not in self.param_choices["sample_rate"]:
             raise ConfigError("folk-tunes: sample_rate must be one of 8000, 16000, 22050, 24000, "
                               f"32000, 44100, 48000; got {p['sample_rate']!r}")
-        if p["kind"] not in ("audio", "midi"):
+        if p["kind"] not in self.param_choices["kind"]:
             raise ConfigError(f"folk-tunes: kind must be 'audio' or 'midi', got {p['kind']!r}")
         colls = [p["collection"]] if isinstance(p["collection"], str) else p["collection"]
         if not isinstance(colls, (list, tuple)) or not colls:

@@ -38,6 +38,16 @@ class LakhMidi(Dataset):
         "max_files": None,     # stop after this many usable files per split (list order)
         "on_missing": "error",  # or "skip": listed files absent under root
     }
+    param_docs = {"root": "the lmd_full folder (files as FIGARO's lists name them, "
+                          "e.g. 9/97f1....mid)",
+                  "max_bars": "files with more bars are filtered out, a positive integer "
+                              "(FIGARO's max_bars = context_size, 256)",
+                  "on_missing": "error: a listed file absent under root is an error | skip: "
+                                "it is left out",
+                  "apply_filters": "true: FIGARO's loader filters (strict parse, <= max_bars "
+                                   "bars, <= 512 positions) on every split, so only files it "
+                                   "trained on count as members | false: every listed file"}
+    param_choices = {"on_missing": ("error", "skip")}
 
     def validate(self) -> None:
         p = self.params
@@ -51,7 +61,7 @@ class LakhMidi(Dataset):
                 continue
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"lakh-midi: {k} must be a positive integer, got {v!r}")
-        if p["on_missing"] not in ("error", "skip"):
+        if p["on_missing"] not in self.param_choices["on_missing"]:
             raise ConfigError(f"lakh-midi: on_missing must be 'error' or 'skip', "
                               f"got {p['on_missing']!r}")
 

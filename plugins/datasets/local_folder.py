@@ -46,10 +46,10 @@ class LocalFolder(Dataset):
         "subfolders_as_splits": False,
     }
     param_docs = {
+        "extensions": "file types taken from 'path' (a list, or a comma-separated string)",
         "path": "a directory of recordings (searched recursively); give this or 'manifest'",
         "manifest": "a CSV with columns path, caption (and a split column); relative paths are "
                     "resolved against the CSV's directory",
-        "extensions": "file types taken from 'path'",
         "captions": "sidecar (clip.json {description} or clip.txt next to each file) | "
                     "filename | none (empty captions)",
         "split_column": "the manifest column whose values are the split names (e.g. member, "
@@ -57,6 +57,7 @@ class LocalFolder(Dataset):
         "subfolders_as_splits": "with 'path': each top-level sub-folder is a split (members/, "
                                 "nonmembers/); 'all' is always available",
     }
+    param_choices = {"captions": CAPTION_MODES}
 
     def validate(self) -> None:
         p = self.params

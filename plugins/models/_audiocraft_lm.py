@@ -54,6 +54,8 @@ from typing import Sequence
 from harness.contracts import (TOKEN_STATS_CONDITIONAL, TOKEN_STATS_CONTRAST,
                                AutoregressiveModel, BatchContext, Sample)
 from harness.errors import ClipTooShortError, ConfigError, DataError, ModelLoadError
+from harness import dtypes
+from harness.segments import PADDING_POLICIES, WINDOW_POLICIES
 from harness.tokenstats import CONTRAST_MODES
 
 LM_FILE = "state_dict.bin"
@@ -346,6 +348,10 @@ class AudiocraftLM(AutoregressiveModel):
         "windows": "first",        # first | all: score consecutive windows of the whole clip
         "padding": "exclude",      # exclude | include: score the zero-padded frames of a short clip
     }
+    param_choices = {"dtype": dtypes.NAMES, "contrast": CONTRAST_MODES,
+                     "windows": WINDOW_POLICIES, "padding": PADDING_POLICIES}
+    param_docs = {"segment_seconds": "seconds of audio per scored window, a positive number "
+                                     "(the default is the model's training segment)"}
 
     def validate(self) -> None:
         p = self.params

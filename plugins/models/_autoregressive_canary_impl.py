@@ -189,6 +189,24 @@ class AutoregressiveCanary(AudioGenModel):
         "windows": "first",
         "padding": "exclude",     # exclude: padded frames are neither trained on nor scored
     }
+    param_docs = {
+        "card": "codebook size (bins per RVQ codebook) of the canary's codec, >= 2",
+        "codec_filters": "SEANet n_filters of the canary's codec (>= 1)",
+        "codec_dim": "SEANet latent dimension of the canary's codec (>= 2)",
+        "train_data": "data reference {source, split, params, n} of the member clips it trains "
+                      "on (n: a seeded subset); default the folk-tunes members",
+        "steps": "LM optimiser steps, >= 1 (more steps, more memorisation)",
+        "seed": "integer seeding initialisation, codec and batch order (part of the cache key)",
+        "dim": "transformer width (>= 8), a multiple of num_heads",
+        "num_layers": "transformer layers (>= 1)",
+        "num_heads": "attention heads (>= 1)",
+        "cond_dropout": "probability in [0, 1) that a caption is replaced by the null "
+                        "condition in training (AudioGen: 0.1); 0 = no null condition learnt",
+        "lr": "AdamW learning rate in [1e-7, 1), constant after the warm-up",
+        "warmup_steps": "linear warm-up steps (>= 0)",
+        "batch_size": "training clips per step (>= 1)",
+        "weight_decay": "AdamW weight decay in [0, 10)",
+    }
 
     def validate(self) -> None:
         p = self.params

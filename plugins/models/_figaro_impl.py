@@ -162,6 +162,14 @@ class FigaroModel(AutoregressiveModel):
         "dedupe_overlap": True,  # count tokens of the end-aligned last window once
         "batch_windows": 16,     # windows per forward pass (does not change the numbers)
     }
+    param_docs = {
+        "checkpoint": "required: path of the official figaro-expert.ckpt or figaro.ckpt "
+                      "(Lightning checkpoint)",
+        "vae_checkpoint": "path of vq-vae.ckpt, needed by figaro.ckpt (description flavour "
+                          "'both'); null for figaro-expert.ckpt",
+        "dtype": "dtype of the forward pass; float16/bfloat16 as on GPU",
+    }
+    param_choices = {"dtype": DTYPES}
 
     def validate(self) -> None:
         p = self.params

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness import dtypes
 from harness.canary import shuffled_batches, train_steps
 from harness.errors import ConfigError, DataError
 
@@ -68,6 +69,27 @@ class SymbolicCanary(FigaroModel):
         "dedupe_overlap": True,
         "batch_windows": 16,
     }
+    param_docs = {
+        "train_data": "data reference {source, split, params, n} of the member MIDI files it "
+                      "trains on (n: a seeded subset); default 64 folk tunes as MIDI",
+        "steps": "optimiser steps, >= 1 (more steps, more memorisation)",
+        "seed": "integer seeding initialisation and batch order (part of the cache key)",
+        "d_model": "transformer width, a multiple of num_attention_heads",
+        "encoder_layers": "encoder layers (>= 1)",
+        "decoder_layers": "decoder layers (>= 1)",
+        "num_attention_heads": "attention heads (>= 1)",
+        "intermediate_size": "feed-forward width (>= 1)",
+        "context_size": "tokens per training/scoring window, in [8, 1023] (FIGARO: 256)",
+        "lr": "AdamW learning rate in (0, 1), constant after the warm-up",
+        "warmup_steps": "linear warm-up steps (>= 0)",
+        "batch_size": "training windows per step (>= 1)",
+        "dtype": "dtype of scoring (training is float32); float16/bfloat16 as on GPU",
+        "max_windows": "cap on windows per file when scoring; null = all (as the figaro "
+                       "plugin)",
+        "dedupe_overlap": "count the tokens of the end-aligned last window once (as the figaro "
+                          "plugin)",
+        "batch_windows": "windows per forward pass when scoring (does not change the numbers)",
+    }
 
     def validate(self) -> None:
         p = self.params
@@ -81,6 +103,7 @@ class SymbolicCanary(FigaroModel):
                 raise ConfigError(f"symbolic-canary: {k} must be an integer >= {lo}, got {v!r}")
         if p["d_model"] % p["num_attention_heads"]:
             raise ConfigError("symbolic-canary: d_model must be a multiple of num_attention_heads")
+        dtypes.check(p["dtype"], "symbolic-canary")
         if not 8 <= p["context_size"] <= 1023:
             raise ConfigError("symbolic-canary: context_size must be in [8, 1023]")
         if not isinstance(p["lr"], (int, float)) or not 0 < p["lr"] < 1:
