@@ -86,7 +86,7 @@ def test_every_builtin_parameter_is_documented():
     from harness.plugin_docs import undocumented
 
     infos = _builtins()
-    assert {i.kind for i in infos} == {"model", "attack", "aggregator", "dataset"}
+    assert {i.kind for i in infos} == {"model", "attack", "aggregator", "dataset", "baseline"}
     missing = {f"{i.kind} {i.name}": undocumented(i.load()) for i in infos}
     assert {k: v for k, v in missing.items() if v} == {}, (
         "document these parameters (param_docs, an inline comment in defaults, or a ``key``: "
