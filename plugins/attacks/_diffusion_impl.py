@@ -1,6 +1,9 @@
 """The six diffusion-model MIA attacks of the CDI suite (attacks.md §3), on the ``DiffusionModel``
 contract: the model provides one latent ``z0`` and one condition encoding per sample, and exposes
-``alphas_cumprod()`` and a differentiable ``predict_noise(z_t, t, condition)``.
+``noise_levels(t)`` (alpha_t, sigma_t of a grid timestep; from ``alphas_cumprod`` on a discrete
+schedule) and a differentiable ``predict_noise(z_t, t, condition)``. Attacks always speak the
+1000-step grid (t = 100 etc.); a continuous-time model maps it to its own schedule
+(docs/discrepancies.md, row 17).
 
 Why the defaults are the *released CDI code's*: the audio paper reuses CDI, and the code is what
 produced its numbers. Every place where the code, the papers and the PIA code disagree
@@ -105,19 +108,24 @@ def latents(ctx: BatchContext) -> torch.Tensor:
     return ctx.output(LATENTS).detach().float()
 
 
-def alpha_bar(ctx: BatchContext, t: int, t0: str = "first-step") -> float:
-    """alpha-bar of integer timestep ``t`` under the chosen t=0 convention."""
+def noise_level(ctx: BatchContext, t: int, t0: str = "first-step") -> tuple[float, float]:
+    """(alpha_t, sigma_t) of grid timestep ``t`` under the chosen t=0 convention, from the
+    model's ``noise_levels`` (a discrete model's sqrt(abar_t), sqrt(1 - abar_t); a
+    continuous-time model's own map of the grid to its schedule)."""
     n = int(getattr(ctx.model, "num_train_timesteps", 1000))
     if not 0 <= t < n:
         raise ConfigError(f"timestep {t} is outside the model's schedule [0, {n - 1}]; use "
                           "timesteps on the 0..999 grid of a 1000-step model")
     if t == 0 and t0 == "clean":
-        return 1.0
-    return float(ctx.model.alphas_cumprod()[t])
+        return 1.0, 0.0
+    alpha, sigma, _ = ctx.model.noise_levels(torch.tensor([int(t)]))
+    return float(alpha[0]), float(sigma[0])
 
 
-def q_sample(z0: torch.Tensor, a: float, eps: torch.Tensor) -> torch.Tensor:
-    return math.sqrt(a) * z0 + math.sqrt(1.0 - a) * eps
+def q_sample(z0: torch.Tensor, level: tuple[float, float], eps: torch.Tensor) -> torch.Tensor:
+    """z_t = alpha_t z0 + sigma_t eps."""
+    alpha, sigma = level
+    return alpha * z0 + sigma * eps
 
 
 def norm(x: torch.Tensor, kind: str) -> torch.Tensor:
@@ -168,7 +176,7 @@ def _multi_t_pass(ctx: BatchContext, timesteps: Sequence[int], t0: str, with_gra
         eps = ctx.randn(tuple(z0.shape[1:]), MULTI_T_PURPOSE, device=z0.device)
     hats, grads = {}, ({} if with_grad else None)
     for t in timesteps:
-        z_t = q_sample(z0, alpha_bar(ctx, t, t0), eps)
+        z_t = q_sample(z0, noise_level(ctx, t, t0), eps)
         if with_grad:
             z_t = z_t.detach().requires_grad_(True)
             with torch.enable_grad():
@@ -299,7 +307,7 @@ class DenoisingLoss(DiffusionAttack):
     def extract(self, ctx: BatchContext) -> dict[str, np.ndarray]:
         p = self.params
         z0, cond = latents(ctx), ctx.output(CONDITION)
-        a = alpha_bar(ctx, p["t"], p["t0"])
+        a = noise_level(ctx, p["t"], p["t0"])
         total = torch.zeros(z0.shape[0], dtype=torch.float64, device=z0.device)
         with torch.no_grad():
             for r in range(p["n_repetitions"]):
@@ -380,7 +388,7 @@ class PIA(DiffusionAttack):
         p = self.params
         z0, cond = latents(ctx), ctx.output(CONDITION)
         e = self._noise(eps0(ctx))
-        a = alpha_bar(ctx, p["t"], "first-step")
+        a = noise_level(ctx, p["t"], "first-step")
         with torch.no_grad():
             back = predict(ctx, q_sample(z0, a, e), p["t"], cond)
         return {self._name(): to_numpy(_lp(e - back, p["p"], p["root"]))}
@@ -463,7 +471,7 @@ class GradientMasking(_SweepMixin, DiffusionAttack):
             if p["unmasked"] == "clean":
                 rest = z0
             else:
-                rest = q_sample(z0, alpha_bar(ctx, t, p["t0"]), eps)
+                rest = q_sample(z0, noise_level(ctx, t, p["t0"]), eps)
             with torch.no_grad():
                 e = predict(ctx, torch.where(mask, eps, rest), t, cond)
             out[f"{self._name()}/{t}"] = to_numpy(norm((target - e) * mask, p["norm"]))
@@ -598,7 +606,7 @@ class NoiseOptimization(DiffusionAttack):
         z0, cond = latents(ctx), ctx.output(CONDITION)
         B, shape = z0.shape[0], tuple(z0.shape[1:])
         eps = ctx.randn(shape, "diffusion/noise-optimization", device=z0.device)
-        a = alpha_bar(ctx, p["t"], p["t0"])
+        a = noise_level(ctx, p["t"], p["t0"])
         z_t = q_sample(z0, a, eps)
 
         def losses(idx, deltas):
