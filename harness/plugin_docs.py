@@ -106,6 +106,8 @@ def _example(info: PluginInfo, cls) -> str:
     elif info.kind == "dataset":
         ref = {"source": info.name, "split": "<split>", **({"params": params} if params else {})}
         doc = {"data": {"mine": {"members": ref, "nonmembers": copy.deepcopy(ref)}}}
+    elif info.kind == "baseline":
+        doc = {"blind": entry}
     else:
         doc = {f"{info.kind}s": [entry]}
     return yaml.dump(doc, Dumper=_NoAliases, sort_keys=False, default_flow_style=None, width=100)

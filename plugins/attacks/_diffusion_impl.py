@@ -604,10 +604,13 @@ class NoiseOptimization(_GradientAttack):
     perturbation (init 0) with scipy L-BFGS-B (``maxiter`` iterations, autograd gradient); features
     the final loss and ||delta*||_2.
 
-    Orientation: the loss is lower for members; for ||delta*|| lower = member is *inferred* (a
-    member sits near a minimum already, so the optimiser moves less); CDI only uses both through a
-    logistic regression, which does not care. ``joint: true`` reproduces CDI's one optimisation over
-    the flattened batch with the batch-mean objective (results then depend on the batch)."""
+    Orientation: the loss is lower for members. The code gives ||delta*|| no direction (CDI uses
+    both features only through a logistic regression, which does not care); the audio paper's
+    appendix says members need *larger* perturbations, so ``member_norm: larger`` (default) follows
+    it, and ``smaller`` is the opposite inference (a member already sits near a minimum, so the
+    optimiser moves less), never measured on a reference model (docs/discrepancies.md).
+    ``joint: true`` reproduces CDI's one optimisation over the flattened batch with the batch-mean
+    objective (results then depend on the batch)."""
 
     default_name = "noise-optimization"
     defaults = {
@@ -617,14 +620,17 @@ class NoiseOptimization(_GradientAttack):
         "final_loss": "renoised",  # "renoised" (code: q(z_t + delta, t, eps)) | "direct"
         "norm": "l2",             # objective and final loss: "l2" (code) | "squared"
         "t0": "first-step",       # only matters with t=0
+        "member_norm": "larger",  # ||delta*|| of members: "larger" (paper) | "smaller"
         "grad_precision": "float32",  # "float32" | "model": dtype of the denoiser passes
     }
-    param_choices = {"final_loss": NO_FINAL, "grad_precision": GRAD_PRECISIONS}
+    param_choices = {"final_loss": NO_FINAL, "grad_precision": GRAD_PRECISIONS,
+                     "member_norm": ("larger", "smaller")}
 
     def validate(self) -> None:
         super().validate()
         p, name = self.params, self._name()
         _nonneg_int(p, "maxiter", name, lo=1)
+        _choice(p, "member_norm", ("larger", "smaller"), name)
         if not isinstance(p["joint"], bool):
             raise ConfigError(f"attack '{name}': joint must be true or false")
         _choice(p, "final_loss", NO_FINAL, name)
@@ -632,7 +638,8 @@ class NoiseOptimization(_GradientAttack):
     def feature_specs(self) -> list[FeatureSpec]:
         base = self._name()
         return [FeatureSpec(f"{base}/loss", False, group=base, index="loss"),
-                FeatureSpec(f"{base}/norm", False, group=base, index="norm")]
+                FeatureSpec(f"{base}/norm", self.params["member_norm"] == "larger", group=base,
+                            index="norm")]
 
     def _extract(self, ctx: BatchContext) -> dict[str, np.ndarray]:
         p = self.params

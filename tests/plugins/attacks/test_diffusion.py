@@ -131,7 +131,9 @@ def test_feature_names_shapes_orientation(model, name):
     assert set(feats) == {s.name for s in specs}
     for s in specs:
         assert feats[s.name].shape == (4,) and np.isfinite(feats[s.name]).all()
-        assert s.higher_is_member is False  # every raw feature is a loss / distance
+        # every raw feature is a loss / distance, except Noise Optimization's ||delta*||, which
+        # the paper says is larger for members (member_norm: larger)
+        assert s.higher_is_member is (s.name == "noise-optimization/norm")
     assert a.needs() == {LATENTS, CONDITION, LATENT_MASK}
     if name in ("multiple-loss", "gradient-masking"):
         assert [s.name for s in specs] == [f"{name}/{t}" for t in D.CDI_TIMESTEPS]
@@ -373,6 +375,14 @@ def test_bad_params_are_refused(name, params):
 def test_timestep_outside_schedule(model):
     with pytest.raises(ConfigError, match="outside the model's schedule"):
         extract(model, "multiple-loss", timesteps=[1000])
+
+
+def test_noise_optimization_norm_direction_is_a_named_parameter():
+    specs = {s.name: s.higher_is_member for s in D.NoiseOptimization(member_norm="smaller")
+             .feature_specs()}
+    assert specs == {"noise-optimization/loss": False, "noise-optimization/norm": False}
+    with pytest.raises(ConfigError, match="member_norm"):
+        D.NoiseOptimization(member_norm="up")
 
 
 # ---------------------------------------------------------------------------------------------
