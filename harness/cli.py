@@ -169,7 +169,8 @@ def validate(suite_file, overrides, limit, device):
 @click.argument("name", required=False)
 @click.option("--all", "show_all", is_flag=True, help="Also show each plugin's description.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--kind", type=click.Choice(["model", "attack", "aggregator", "dataset"]),
+@click.option("--kind", type=click.Choice(["model", "attack", "aggregator", "dataset",
+                                            "baseline"]),
               default=None, help="Only one kind.")
 def plugins(name, show_all, as_json, kind):
     """List registered plugins: name, kind, family, distribution and version.

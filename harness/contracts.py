@@ -264,8 +264,47 @@ class DiffusionModel(Model):
         raise NotImplementedError
 
     def predict_noise(self, z_t: "torch.Tensor", t: "torch.Tensor", condition: dict) -> "torch.Tensor":
-        """Epsilon prediction of the denoiser at integer timesteps ``t`` [B]."""
+        """Epsilon prediction of the denoiser at integer timesteps ``t`` [B], in ``z_t``'s dtype,
+        computed in ``denoiser_dtype()``."""
         raise NotImplementedError
+
+    #: True when ``predict_noise`` computes in ``denoiser_dtype()``, so ``denoiser_precision``
+    #: can switch it (models that always run in float32 need not say so)
+    switchable_precision: ClassVar[bool] = False
+
+    def denoiser_dtype(self) -> str:
+        """Name (harness.dtypes) of the dtype ``predict_noise`` computes in right now: the
+        suite's ``dtype``, or the one a ``denoiser_precision`` block asked for."""
+        return (self.__dict__.get("_denoiser_override")
+                or str(getattr(self, "params", {}).get("dtype", "float32")))
+
+    def denoiser_precision(self, name: str):
+        """A context in which ``predict_noise`` computes in dtype ``name`` (the same weights,
+        another arithmetic). Why: gradient attacks on a half-precision model take their gradients
+        in float32 (fp16 gradients, without loss scaling, underflow and saturate; issue #9)."""
+        import contextlib
+
+        from . import dtypes
+
+        dtypes.check(name, f"model '{self.registered_name or type(self).__name__}'")
+        if name == self.denoiser_dtype():
+            return contextlib.nullcontext()
+        if not self.switchable_precision:
+            raise ConfigError(
+                f"model '{self.registered_name or type(self).__name__}' runs its denoiser in "
+                f"{self.denoiser_dtype()} and cannot switch it to {name}; give the attack "
+                "grad_precision: model")
+
+        @contextlib.contextmanager
+        def switched():
+            old = self.__dict__.get("_denoiser_override")
+            self._denoiser_override = name
+            try:
+                yield
+            finally:
+                self._denoiser_override = old
+
+        return switched()
 
 
 # --------------------------------------------------------------------------------------------
@@ -323,6 +362,25 @@ class Aggregator(Configurable):
     thread_safe: ClassVar[bool] = True
 
     def pvalues(self, P: np.ndarray, U: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------------------------
+# Blind (model-free) baselines
+
+
+class Baseline(Configurable):
+    """Model-free features of each sample (its audio or MIDI file and its caption), for the blind
+    check: if a classifier that never sees the model separates members from non-members on
+    these, every MIA and DI result on those sets measures the split, not the model (issue #10).
+
+    ``featurize`` gets all samples of a cell at once, without labels, so unsupervised steps
+    (a vocabulary) may look at all of them; the core does the cross-fitted classification."""
+
+    plugin_kind = "baseline"
+
+    def featurize(self, samples: Sequence[Sample]) -> tuple[np.ndarray, list[str]]:
+        """A float matrix [len(samples), d] (NaN = undefined for that sample) and its d names."""
         raise NotImplementedError
 
 

@@ -9,10 +9,19 @@ way (attacks.md §6.2, §7):
 - ``min_n`` is the paper's rule: the smallest n whose *mean* p-value is <= alpha. Because a mean
   p-value can sit below alpha while most draws do not reject (and the reverse), ``min_n_frac``
   is also given: the smallest n at which at least half of the draws reject at alpha.
+- The primary test (``primary=True``): exactly one test, declared before the run, on all of P
+  against U (or on ``primary_n`` rows of each): its p-value is the claim; the grid above is the
+  paper's exploratory figure, and its minimum n is a search over many tests.
 - Null control: P and U are both drawn from the non-members (disjoint), so every rejection is a
   false positive. A DI answer may back a copyright claim, so the measured false-positive rate is
-  reported next to alpha with its binomial upper bound (validity.md §1): a mean p-value hides
-  an over-rejecting test, the per-draw rate does not.
+  reported per n next to alpha (validity.md §1): a mean p-value hides an over-rejecting test,
+  the per-draw rate does not. Draws whose test is undefined are left out of the rate and
+  counted; sizes where no null can run (2n above the non-members) are named, never shown as 0.
+- The null rate's upper bound accounts for the draws sharing one finite pool (validity.md §3):
+  the mean over random disjoint (P, U) pairs of a pool is a U-statistic, which Hoeffding's
+  decomposition dominates in convex order by the mean over one partition of the pool into
+  K = floor(|U| / 2n) disjoint pairs, i.e. K independent tests. So the Chernoff (KL) bound with
+  K trials holds for it, not one with the number of draws (``null_bound``).
 
 Optional fast path (beyond the ``Aggregator`` contract): an aggregator may define
 ``pooled(A, B)`` returning an object whose ``pvalues(mask_P [R, Na], mask_U [R, Nb], rng)`` gives
@@ -33,7 +42,8 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["default_grid", "run_di", "sample_subsets", "sample_masks"]
+__all__ = ["default_grid", "null_bound", "null_exceeds", "null_mark", "primary_test", "run_di", "sample_subsets",
+           "sample_masks"]
 
 #: bytes of gathered features (P and U together) processed per chunk of draws
 CHUNK_BYTES = 16 * 2**20
@@ -276,11 +286,26 @@ def _summary(n: int, p: np.ndarray, alpha: float) -> dict:
     q = np.where(undefined, 1.0, p)  # an undefined test (e.g. too few samples) never rejects
     return {"n": int(n), "mean_p": float(q.mean()), "median_p": float(np.median(q)),
             "frac_reject": float((q <= alpha).mean()), "draws": int(p.size),
-            "undefined": int(undefined.sum())}
+            "undefined": int(undefined.sum()), "rejects": int((q <= alpha).sum())}
+
+
+def _null_row(n: int, p: np.ndarray, alpha: float, Nu: int, level: float) -> dict:
+    """A null-control row: the summary plus the rate over the valid (defined) tests only, how
+    many independent tests the pool holds at this n, and the pool-aware upper bound."""
+    row = _summary(n, p, alpha)
+    valid = row["draws"] - row["undefined"]
+    K = Nu // (2 * n)
+    row.update(valid=valid, independent=K,
+               fpr=row["rejects"] / valid if valid else None,
+               fpr_upper=null_bound(row["rejects"], valid, row["draws"], K, level)
+               if valid else None)
+    return row
 
 
 def binomial_upper(k: int, total: int, level: float = 0.95) -> float:
-    """One-sided Clopper-Pearson upper confidence bound of a rate observed as k of total."""
+    """One-sided Clopper-Pearson upper confidence bound of a rate observed as k of ``total``
+    independent trials. Draws sharing one finite pool are not independent trials of the rate a
+    fresh user faces: ``null_bound`` is the bound for those."""
     from scipy.stats import beta
 
     if total <= 0:
@@ -290,9 +315,115 @@ def binomial_upper(k: int, total: int, level: float = 0.95) -> float:
     return float(beta.ppf(level, k + 1, total - k))
 
 
+def kl_upper(rate: float, trials: float, delta: float) -> float:
+    """Chernoff upper confidence bound of a Bernoulli mean: the largest q >= rate with
+    trials * KL(rate || q) <= log(1 / delta) (1 when trials is 0)."""
+    if trials <= 0 or rate >= 1:
+        return 1.0
+    target = np.log(1 / delta) / trials
+
+    def kl(q):
+        a = 0.0 if rate == 0 else rate * np.log(rate / q)
+        return a + (1 - rate) * np.log((1 - rate) / (1 - q))
+
+    lo, hi = rate, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if kl(mid) > target:
+            hi = mid
+        else:
+            lo = mid
+    return float(hi)
+
+
+def null_bound(rejects: int, valid: int, draws: int, independent: int,
+               level: float = 0.95) -> float:
+    """Upper confidence bound (at ``level``) of the false-positive rate a fresh user faces, from
+    ``rejects`` of ``valid`` defined null tests among ``draws`` random disjoint draws of a pool
+    that holds ``independent`` disjoint (P, U) pairs at this n.
+
+    Two steps, each at (1 - level) / 2: the draws estimate the pool's complete U-statistic
+    (they are independent given the pool: Chernoff with ``valid`` trials), and that statistic
+    estimates the rate with no more precision than ``independent`` independent tests (Hoeffding's
+    convex-order domination, so Chernoff with K trials; K is scaled by the defined fraction)."""
+    if valid <= 0:
+        return 1.0
+    delta = (1 - level) / 2
+    u = kl_upper(rejects / valid, valid, delta)
+    K = int(independent * valid / max(draws, valid))
+    return kl_upper(u, K, delta)
+
+
+def primary_test(aggregator, members: np.ndarray, nonmembers: np.ndarray, n: int | None,
+                 alpha: float, seed: int) -> dict:
+    """The one pre-declared test: n rows of P against n rows of U (default: all of the smaller
+    set, a random subset of the larger), in a random order fixed by the seed. Inputs as given to
+    ``run_di`` (already shuffled and NaN-filled). Returns n, p_value (None when the test is
+    undefined), rejects."""
+    Nm, Nu = members.shape[0], nonmembers.shape[0]
+    n = min(Nm, Nu) if n is None else int(n)
+    if n < 2:
+        raise ConfigError(f"the primary DI test needs at least 2 members and 2 non-members; "
+                          f"got {Nm} and {Nu}")
+    if n > min(Nm, Nu):
+        raise ConfigError(f"di.n = {n} exceeds the data: {Nm} members and {Nu} non-members; "
+                          f"declare di.n <= {min(Nm, Nu)}")
+    rng = np.random.default_rng([seed, 0x9B1])
+    P = members[rng.permutation(Nm)[:n]]
+    U = nonmembers[rng.permutation(Nu)[:n]]
+    p = np.asarray(aggregator.pvalues(P[None], U[None], rng), dtype=np.float64).reshape(-1)
+    if p.shape != (1,):
+        name = getattr(aggregator, "registered_name", "") or type(aggregator).__name__
+        raise ConfigError(f"aggregator '{name}' returned p-values of shape {p.shape} for one "
+                          "draw, expected (1,)")
+    defined = bool(np.isfinite(p[0]))
+    return {"n": n, "p_value": float(p[0]) if defined else None,
+            "rejects": bool(defined and p[0] <= alpha), "undefined": not defined,
+            "alpha": float(alpha)}
+
+
+def null_exceeds(fpr: float | None, valid: int | None, alpha: float | None) -> bool:
+    """Whether a measured null rejection rate is above alpha by more than the draws' own noise
+    (two binomial standard errors of ``valid`` tests): the mark reports show, for any
+    aggregator. A test that holds alpha then is marked about 2 % of the time, not half."""
+    if fpr is None or not valid or alpha is None:
+        return False
+    return fpr > alpha + 2 * float(np.sqrt(alpha * (1 - alpha) / valid))
+
+
+def null_mark(fpr: float | None, valid: int | None, alpha: float | None) -> str:
+    """The report's warning for an over-rejecting null control ("" when none)."""
+    if not null_exceeds(fpr, valid, alpha):
+        return ""
+    return f"⚠ null FPR {fpr:.3f} > α {alpha:g}"
+
+
+def _null_reason(n: int, Nu: int) -> str:
+    return f"n = {n} needs 2n = {2 * n} non-members, {Nu} available"
+
+
+def _null_note(null_per_n: list[dict], skipped: list[dict], Nu: int, enabled: bool) -> str:
+    """What the null control could and could not measure, in words for the report."""
+    if not enabled:
+        return "null control off (di.null_control: false)"
+    parts = []
+    if not any(r["valid"] for r in null_per_n):
+        ran = [f"n = {r['n']}: {r['undefined']} of {r['draws']} undefined" for r in null_per_n]
+        why = "; ".join(ran) if ran else f"with {Nu} non-members no n of the grid fits (2n > {Nu})"
+        return f"no valid null test ran ({why})"
+    undef = [f"n = {r['n']}: {r['undefined']} of {r['draws']}" for r in null_per_n
+             if r["undefined"]]
+    if undef:
+        parts.append("undefined tests left out of the rate (" + "; ".join(undef) + ")")
+    if skipped:
+        parts.append(f"no null for n >= {skipped[0]['n']} (2n > the {Nu} non-members)")
+    return "; ".join(parts)
+
+
 def run_di(aggregator, members: np.ndarray, nonmembers: np.ndarray, n_grid: Sequence[int],
            draws: int = 1000, alpha: float = 0.01, seed: int = 0,
-           null_control: bool = True, workers: int | None = None) -> dict:
+           null_control: bool = True, workers: int | None = None, primary: bool = False,
+           primary_n: int | None = None, level: float = 0.95) -> dict:
     """Run one aggregator over the grid of n. Features must already be oriented (higher = member).
 
     Per n (sizes larger than the pools are skipped): ``draws`` draws, p-values from
@@ -304,11 +435,18 @@ def run_di(aggregator, members: np.ndarray, nonmembers: np.ndarray, n_grid: Sequ
     core available to the process, at most ``MAX_WORKERS``; numpy releases the GIL in the work
     that matters). NaN features are replaced by pooled column medians.
 
-    Returns a JSON-able dict: ``per_n`` and ``null_per_n`` (rows n, mean_p, median_p, frac_reject,
-    draws, undefined), ``min_n`` (smallest n with mean p <= alpha, None if none), ``min_n_frac``
-    (smallest n with frac_reject >= 0.5), ``null_fpr`` (fraction of all null draws with p <= alpha,
-    pooled over the n where the null ran, i.e. n <= Nu / 2), ``null_fpr_upper`` (its one-sided 95%
-    Clopper-Pearson bound, to compare with alpha), ``alpha``, ``draws``, ``n_grid`` (the n run).
+    Returns a JSON-able dict: ``per_n`` (rows n, mean_p, median_p, frac_reject, rejects, draws,
+    undefined), ``min_n`` (smallest n with mean p <= alpha, None if none), ``min_n_frac``
+    (smallest n with frac_reject >= 0.5), ``null_per_n`` (the same per n plus ``valid`` defined
+    tests, ``fpr`` = rejects / valid, ``independent`` disjoint pairs the pool holds and
+    ``fpr_upper``, see ``null_bound``), ``null_skipped`` (n where no null can run, with the
+    reason), ``null_note`` (what the null control could not measure, in words), ``null_fpr``
+    (rejects over valid tests pooled over n; None when no valid null test ran), ``null_valid``,
+    ``null_fpr_upper`` (the valid-weighted mean of the per-n bounds, each at a Bonferroni level
+    over the n, so it holds for the pooled rate), ``alpha``, ``draws``, ``n_grid`` (the n run),
+    and with ``primary`` the one pre-declared test, ``primary_test`` (``primary_test`` plus the
+    null control at its n: at the largest n a null fits when 2n exceeds the non-members, named
+    in ``null_n`` and ``null_note``).
     """
     members = np.asarray(members, dtype=np.float64)
     nonmembers = np.asarray(nonmembers, dtype=np.float64)
@@ -324,22 +462,35 @@ def run_di(aggregator, members: np.ndarray, nonmembers: np.ndarray, n_grid: Sequ
     grid = sorted({int(n) for n in n_grid})
     if not grid or grid[0] < 2:
         raise ConfigError(f"n_grid needs sample sizes >= 2, got {list(n_grid)}")
+    if primary_n is not None and int(primary_n) < 2:
+        raise ConfigError(f"di.n needs a sample size >= 2, got {primary_n}")
     members, nonmembers = _fill_nan(members, nonmembers)
     shuffle = np.random.default_rng([seed, 0xD1])
     members = members[shuffle.permutation(members.shape[0])]
     nonmembers = nonmembers[shuffle.permutation(nonmembers.shape[0])]
     Nm, Nu = members.shape[0], nonmembers.shape[0]
+    first = primary_test(aggregator, members, nonmembers, primary_n, alpha, seed) \
+        if primary else None
 
     # optional fast path: an aggregator may offer ``pooled(A, B)`` returning an object whose
     # ``pvalues(mask_P [R, Na], mask_U [R, Nb], rng)`` equals ``pvalues`` on the gathered rows
     has_pooled = callable(getattr(aggregator, "pooled", None))
     tasks = []  # (n, null?, pool key or None)
+    skipped = []
     for n in grid:
         if n > min(Nm, Nu):
             continue
         tasks.append((n, False, "main" if has_pooled and _as_masks(n, min(Nm, Nu)) else None))
         if null_control and 2 * n <= Nu:
             tasks.append((n, True, "null" if has_pooled and _as_masks(2 * n, Nu) else None))
+        elif null_control:
+            skipped.append({"n": n, "reason": _null_reason(n, Nu)})
+    if first is not None and null_control:
+        # the null at the primary test's n (or the largest that fits), unless the grid has it
+        null_n = first["n"] if 2 * first["n"] <= Nu else Nu // 2
+        if null_n >= 2 and (null_n, True) not in {(n, nl) for n, nl, _ in tasks}:
+            tasks.append((null_n, True, "null" if has_pooled and _as_masks(2 * null_n, Nu)
+                          else None))
     pools = {}
     if any(key == "main" for *_, key in tasks):
         pools["main"] = aggregator.pooled(members, nonmembers)
@@ -349,20 +500,58 @@ def run_di(aggregator, members: np.ndarray, nonmembers: np.ndarray, n_grid: Sequ
     def task(n, null, key):
         p = _pvalues(aggregator, nonmembers if null else members, None if null else nonmembers,
                      n, draws, np.random.default_rng([seed, n, int(null)]), pools.get(key))
-        return _summary(n, p, alpha)
+        return _null_row(n, p, alpha, Nu, level) if null else _summary(n, p, alpha)
 
     threads = _workers(workers)
     rows = _map(task, tasks, threads if getattr(aggregator, "thread_safe", True) else 1)
     per_n = [row for (_, null, _), row in zip(tasks, rows) if not null]
-    null_per_n = [row for (_, null, _), row in zip(tasks, rows) if null]
-    null_rejects = sum(int(round(r["frac_reject"] * r["draws"])) for r in null_per_n)
-    null_total = sum(r["draws"] for r in null_per_n)
+    grid_run = {r["n"] for r in per_n}
+    null_all = {row["n"]: row for (_, null, _), row in zip(tasks, rows) if null}
+    null_per_n = [null_all[n] for n in sorted(null_all) if n in grid_run]
 
-    min_n = next((r["n"] for r in per_n if r["mean_p"] <= alpha), None)
-    min_n_frac = next((r["n"] for r in per_n if r["frac_reject"] >= 0.5), None)
-    null_fpr = null_rejects / null_total if null_total else None
-    return {"per_n": per_n, "min_n": min_n, "min_n_frac": min_n_frac, "null_per_n": null_per_n,
-            "null_fpr": null_fpr,
-            "null_fpr_upper": binomial_upper(null_rejects, null_total) if null_total else None,
-            "null_draws": null_total, "alpha": float(alpha), "draws": int(draws),
-            "n_grid": [r["n"] for r in per_n]}
+    valid = sum(r["valid"] for r in null_per_n)
+    rejects = sum(r["rejects"] for r in null_per_n)
+    upper = None
+    if valid:
+        # each n's bound at level 1 - (1 - level) / G holds for all G at once with ``level``
+        lvl = 1 - (1 - level) / len(null_per_n)
+        upper = sum(r["valid"] * null_bound(r["rejects"], r["valid"], r["draws"],
+                                            r["independent"], lvl)
+                    for r in null_per_n if r["valid"]) / valid
+    out = {"per_n": per_n,
+           "min_n": next((r["n"] for r in per_n if r["mean_p"] <= alpha), None),
+           "min_n_frac": next((r["n"] for r in per_n if r["frac_reject"] >= 0.5), None),
+           "null_per_n": null_per_n, "null_skipped": skipped,
+           "null_note": _null_note(null_per_n, skipped, Nu, null_control),
+           "null_fpr": rejects / valid if valid else None, "null_valid": valid,
+           "null_fpr_upper": upper, "null_draws": sum(r["draws"] for r in null_per_n),
+           "alpha": float(alpha), "draws": int(draws), "n_grid": sorted(grid_run)}
+    if first is not None:
+        out["primary_test"] = _with_null(first, null_all, Nu, null_control)
+    return out
+
+
+def _with_null(first: dict, null_all: dict, Nu: int, enabled: bool) -> dict:
+    """The primary test's record with the null control at its n (or the nearest that fits)."""
+    n = first["n"]
+    null_n = n if 2 * n <= Nu else Nu // 2
+    row = null_all.get(null_n) if enabled else None
+    rec = dict(first, null_n=null_n if row else None, null_fpr=None, null_valid=0,
+               null_draws=0, null_fpr_upper=None, null_independent=0)
+    if row:
+        rec.update(null_fpr=row["fpr"], null_valid=row["valid"], null_draws=row["draws"],
+                   null_fpr_upper=row["fpr_upper"], null_independent=row["independent"])
+    if not enabled:
+        rec["null_note"] = "null control off (di.null_control: false)"
+    elif row is None:
+        rec["null_note"] = (f"no null test can run: {_null_reason(n, Nu)}, and fewer than 4 "
+                            "non-members leave no smaller n")
+    elif not row["valid"]:
+        rec["null_note"] = (f"no valid null test ran at n = {null_n}: all {row['draws']} "
+                            "undefined")
+    elif null_n != n:
+        rec["null_note"] = (f"no null at n = {n} ({_null_reason(n, Nu)}); measured at the "
+                            f"largest n that fits, {null_n}")
+    else:
+        rec["null_note"] = ""
+    return rec

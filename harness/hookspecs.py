@@ -1,4 +1,4 @@
-"""The four hooks a plugin may implement. Each receives a ``register`` callback, so the host keeps
+"""The five hooks a plugin may implement. Each receives a ``register`` callback, so the host keeps
 control of naming, collisions and provenance (the simonw/llm pattern)."""
 
 import pluggy
@@ -24,3 +24,9 @@ def register_aggregators(register):
 @hookspec
 def register_datasets(register):
     """Register dataset sources: ``register(name, factory, description=...)``."""
+
+
+@hookspec
+def register_baselines(register):
+    """Register model-free baselines (features of the samples alone, for the blind check):
+    ``register(name, factory, description=...)``."""

@@ -11,9 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import ConfigError
-
-#: the DI aggregator per model family (as in suites/demo.yaml and the paper)
-AGGREGATOR = {"diffusion": "cdi", "autoregressive": "minmax-sum"}
+from .suite import DEFAULT_PRIMARY as AGGREGATOR  # the primary DI aggregator per model family
 
 
 def data_ref(where: str, split: str | None) -> dict:
@@ -111,8 +109,10 @@ def starter_suite(members: str, nonmembers: str, model: str, *, name: str = "my-
         "",
         "# MIA: AUC and TPR at this FPR (chance: AUC 0.5, TPR = FPR)",
         "mia: {target_fpr: 0.01, subsamples: 250, subsample_fraction: 0.5}",
-        "# DI: the smallest n at which the test rejects at alpha; a null control (members vs",
-        "# members) must reject at about alpha, or the p-values cannot be trusted",
+        "# DI: the claim is one pre-declared test of all members against all non-members",
+        "# (the aggregator above; di.n fixes a smaller n in advance). The smallest n at which",
+        "# the test rejects is exploratory. The null control (non-members vs non-members) must",
+        "# reject at about alpha, or the p-values cannot be trusted",
         f"di: {{n_grid: {_flow(n_grid)}, draws: 500, alpha: 0.01}}   # n up to your smaller side",
         "mlflow: {tracking_uri: sqlite:///mlflow.db, experiment: " + name + "}",
         "",

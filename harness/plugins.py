@@ -33,7 +33,7 @@ from .errors import DuplicatePluginError, PluginLoadError, UnknownNameError, did
 
 ENTRY_POINT_GROUP = "harness"
 OWN_DISTRIBUTION = "audio-mia-harness"
-KINDS = ("model", "attack", "aggregator", "dataset")
+KINDS = ("model", "attack", "aggregator", "dataset", "baseline")
 FAMILIES = ("autoregressive", "diffusion", "any")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 

@@ -35,12 +35,13 @@ import numpy as np
 
 from . import __version__, atomic, plugins
 from .batching import AutoBatch, batch_size_for, is_oom
+from .blind import CONFOUNDED_TEXT, evidence_class
 from .cache import FeatureCache, sample_hash
 from .contracts import Attack, BatchContext, FeatureSpec, Model, Sample
 from .errors import ConfigError, HarnessError
 from .progress import stderr_echo as _stderr
 from .shards import Shard, canonical_batches
-from .suite import Suite
+from .suite import DEFAULT_PRIMARY, Suite
 
 Echo = Callable[[str], None]
 #: ``progress(n_samples, computed)``: samples found in the cache (False) or just computed (True)
@@ -421,6 +422,12 @@ def score_cell(suite: Suite, model_name: str, data_name: str, family: str,
     return entries, files, summary
 
 
+def run_blind(suite: Suite, cell: CellData) -> dict:
+    from .blind import run as _run
+
+    return _run(suite, cell.members, cell.nonmembers)
+
+
 def di_matrix(runs: list[AttackRun], feats: dict[str, dict[str, np.ndarray]],
               attacks: list[str] | str) -> tuple[np.ndarray, list[str]]:
     cols, names = [], []
@@ -433,7 +440,12 @@ def di_matrix(runs: list[AttackRun], feats: dict[str, dict[str, np.ndarray]],
     return np.stack(cols, axis=1), names
 
 
-def evaluate_di(suite: Suite, agg_entry, info, runs, member_feats, nonmember_feats) -> dict:
+def evaluate_di(suite: Suite, agg_entry, info, runs, member_feats, nonmember_feats,
+                primary: bool = False) -> dict:
+    """One DI result. ``primary``: this aggregator's test is the pre-declared claim for the
+    cell (``Suite.primary_aggregator``), so its one test on all of P against U (or on di.n) is
+    run and recorded; the others are exploratory. ``caveat`` comes from the registration (e.g.
+    the reference code's over-rejecting ``cdi-crossfit``)."""
     from .di import default_grid, run_di
 
     cls = info.load()
@@ -446,9 +458,11 @@ def evaluate_di(suite: Suite, agg_entry, info, runs, member_feats, nonmember_fea
     U, _ = di_matrix(runs, nonmember_feats, agg_entry.features)
     grid = suite.di.n_grid or default_grid(max(len(M), len(U)))
     res = run_di(aggregator, M, U, n_grid=grid, draws=suite.di.draws, alpha=suite.di.alpha,
-                 seed=suite.seed, null_control=suite.di.null_control, workers=suite.di.workers)
+                 seed=suite.seed, null_control=suite.di.null_control, workers=suite.di.workers,
+                 primary=primary, primary_n=suite.di.n)
     res.update({"aggregator": agg_entry.label, "plugin": agg_entry.plugin, "params":
-                dict(aggregator.params), "features": names, "family": info.family})
+                dict(aggregator.params), "features": names, "family": info.family,
+                "primary": primary, "caveat": info.extra.get("caveat") or ""})
     return res
 
 
@@ -494,9 +508,10 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
         "resolved_config": suite.model_dump(mode="json"), "harness_version": __version__,
         "git_commit": _git_commit(), "started": _dt.datetime.now().isoformat(timespec="seconds"),
         "plugins": [p.as_dict() for p in plugins.all_plugins()], "mia": [], "di": [],
-        "cells": [], "failures": [], "training": {},
+        "cells": [], "blind": [], "failures": [], "training": {},
     }
     score_files: dict[str, dict] = {}
+    blind_cache: dict[str, dict] = {}  # model-free: once per data entry, whatever the model
     with _env("HARNESS_CACHE_DIR", str(cache_root)):
         data_cache = load_all_data(suite, echo)
         from .executors import extract_elsewhere
@@ -525,8 +540,37 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
                     echo(f"[score] {model_name} × {data_name}: {len(runs)} attacks")
                     entries, files, summary = score_cell(suite, model_name, data_name, family,
                                                          runs, cell, feats, coverage)
+                    blind = None
+                    if suite.blind.enabled:
+                        if data_name not in blind_cache:
+                            echo(f"[blind] {data_name}: model-free classifier, members vs "
+                                 "non-members")
+                            blind_cache[data_name] = run_blind(suite, cell)
+                        b = blind_cache[data_name]
+                        m_scores, n_scores = b["scores"]
+                        rel = f"scores/{model_name}__{data_name}__blind.npz"
+                        files[rel] = dict(
+                            member_ids=np.array([s.id for s in cell.members]),
+                            nonmember_ids=np.array([s.id for s in cell.nonmembers]),
+                            member_scores=m_scores, nonmember_scores=n_scores)
+                        blind = {k: v for k, v in b.items() if k != "scores"}
+                        blind.update({"model": model_name, "data": data_name,
+                                      "family": family, "scores_file": rel})
+                        results["blind"].append(blind)
+                        if blind["confounded"]:
+                            echo(f"warning: {model_name} × {data_name}: the blind baseline "
+                                 f"separates members from non-members (AUC {blind['auc']:.3f}, "
+                                 f"lower bound {blind['auc_lcb']:.3f} > {blind['gate_auc']:g}); "
+                                 f"MIA and DI results are {CONFOUNDED_TEXT}")
+                    confounded = bool(blind and blind["confounded"])
+                    for e in entries:
+                        e["confounded"] = confounded
+                    summary.update({"confounded": confounded,
+                                    "blind_auc": None if blind is None else blind["auc"],
+                                    "blind_auc_lcb": None if blind is None else blind["auc_lcb"]})
                     results["mia"] += entries
                     results["cells"].append(summary)
+                    canary = bool(model.training_report())
                     score_files.update(files)
                     for agg in suite.aggregators:
                         info = plugins.get("aggregator", agg.plugin)
@@ -539,10 +583,19 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
                             continue
                         echo(f"[evaluate] DI {agg.label} on {model_name} × {data_name}")
                         res = evaluate_di(suite, agg, info, runs, feats["members"],
-                                          feats["nonmembers"])
+                                          feats["nonmembers"],
+                                          primary=agg.label == suite.primary_aggregator(family))
                         res.update({"model": model_name, "data": data_name,
-                                    "model_family": family})
+                                    "model_family": family, "confounded": confounded,
+                                    "evidence": evidence_class(blind, canary)})
                         results["di"].append(res)
+                    if suite.aggregators and not any(
+                            e.get("primary") for e in results["di"]
+                            if (e["model"], e["data"]) == (model_name, data_name)):
+                        echo(f"warning: no primary DI test for {model_name} × {data_name} "
+                             f"({family}): every DI result there is exploratory; add the "
+                             f"aggregator '{DEFAULT_PRIMARY.get(family, 'cdi')}' or name one "
+                             "in di.primary")
                 report = model.training_report()
                 if report:
                     from .canary import training_summary

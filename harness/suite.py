@@ -96,6 +96,12 @@ class MIAConfig(_Strict):
     null_subsamples: int = Field(default=50, ge=1)
 
 
+#: the primary DI aggregator of each model family: the tests that hold their nominal alpha
+#: (``cdi`` held-out for diffusion; ``minmax-sum`` for autoregressive models, which include the
+#: symbolic ones such as FIGARO)
+DEFAULT_PRIMARY = {"diffusion": "cdi", "autoregressive": "minmax-sum"}
+
+
 class DIConfig(_Strict):
     #: sample sizes n to test; default: the paper's grid up to the available pool size
     n_grid: list[int] | None = None
@@ -105,6 +111,13 @@ class DIConfig(_Strict):
     #: reference code's test
     alternative: Literal["greater", "two-sided"] = "greater"
     null_control: bool = True
+    #: the pre-declared primary test: an aggregator name (for every model it applies to) or a
+    #: mapping model family -> aggregator name; default ``DEFAULT_PRIMARY`` by the model's family
+    #: (the first aggregator entry of that plugin). Its one test on all of P against U is the
+    #: claim; every other aggregator and the min-n search are exploratory
+    primary: str | dict[str, str] | None = None
+    #: the primary test's n, fixed in advance; default all of P against U (the smaller set's size)
+    n: int | None = Field(default=None, ge=2)
     #: threads the grid of n is spread over; default one per available core (at most 8). The
     #: numbers do not depend on it (every n has its own random stream)
     workers: int | None = Field(default=None, ge=1)
@@ -115,6 +128,23 @@ class DIConfig(_Strict):
         if v is not None and (not v or any(n < 2 for n in v)):
             raise ValueError("n_grid needs sample sizes >= 2")
         return sorted(set(v)) if v is not None else v
+
+
+class BlindConfig(_Strict):
+    """The blind baseline (``harness.blind``): model-free features, cross-fitted classifier, and
+    the gate that marks a cell's MIA and DI results confounded by a shift between the sets."""
+
+    #: on by default: an audit should always say whether the sets differ without the model
+    enabled: bool = True
+    #: a ``baseline`` plugin (model-free features of each sample)
+    plugin: str = "model-free"
+    params: dict[str, Any] = Field(default_factory=dict)
+    classifier: Literal["forest", "logistic"] = "forest"
+    folds: int = Field(default=5, ge=2)
+    #: the cell is confounded when the blind AUC's lower confidence bound exceeds this
+    gate_auc: float = Field(default=0.6, ge=0.5, lt=1)
+    #: one-sided confidence of that bound
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
 
 
 class MLflowConfig(_Strict):
@@ -163,11 +193,22 @@ class Suite(_Strict):
     aggregators: list[AggregatorEntry] = Field(default_factory=list)
     mia: MIAConfig = Field(default_factory=MIAConfig)
     di: DIConfig = Field(default_factory=DIConfig)
+    blind: BlindConfig = Field(default_factory=BlindConfig)
     mlflow: MLflowConfig = Field(default_factory=MLflowConfig)
     #: where features are extracted: in this process, or on Ray workers (the cache_dir must then
     #: be a path every worker shares)
     executor: Literal["local", "ray"] = "local"
     ray: RayConfig = Field(default_factory=RayConfig)
+
+    def primary_aggregator(self, family: str) -> str | None:
+        """Name (label) of the aggregator entry whose test is primary for models of ``family``."""
+        want = self.di.primary
+        if isinstance(want, str):
+            return want
+        if isinstance(want, dict):
+            return want.get(family)
+        plugin = DEFAULT_PRIMARY.get(family)
+        return next((g.label for g in self.aggregators if g.plugin == plugin), None)
 
     def data_for(self, model_name: str) -> list[str]:
         entry = self.models[model_name]
@@ -519,6 +560,12 @@ def _check_references(suite: Suite, root, source: str) -> None:
             for f in g.features:
                 if f not in seen:
                     fail(did_you_mean("attack", f, seen), ("aggregators", i, "features"))
+    primary = suite.di.primary
+    named = {primary: ("di", "primary")} if isinstance(primary, str) else \
+        {v: ("di", "primary", k) for k, v in (primary or {}).items()}
+    for label, loc in named.items():
+        if label not in seen_agg:
+            fail("di.primary: " + did_you_mean("aggregator", label, seen_agg), loc)
 
 
 def check_plugins(suite: Suite, text: str = "", source: str = "<suite>") -> list[str]:
@@ -565,4 +612,6 @@ def check_plugins(suite: Suite, text: str = "", source: str = "<suite>") -> list
         info = check("aggregator", g.plugin, g.params, ("aggregators", i))
         if info.family != "any" and info.family not in families:
             warnings.append(f"aggregator '{g.label}' ({info.family}) matches no model in the suite")
+    if suite.blind.enabled:
+        check("baseline", suite.blind.plugin, suite.blind.params, ("blind",))
     return warnings

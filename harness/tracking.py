@@ -16,8 +16,9 @@ Why a separate stage reading files, rather than logging while the suite runs:
   the last MLflow call and writing ``mlflow.json`` does not produce a duplicate on retry either.
 
 Layout: one parent run per results directory (tag ``kind=suite``; suite YAML, resolved config and
-plugin versions as artifacts), one nested child per MIA cell (``kind=mia``) and per DI result
-(``kind=di``). Tag names are the dimensions ``harness report`` pivots on.
+plugin versions as artifacts), one nested child per MIA cell (``kind=mia``), per DI result
+(``kind=di``) and per cell's blind baseline (``kind=blind``). Tag names are the dimensions
+``harness report`` pivots on.
 
 mlflow is imported inside functions only: importing it costs seconds.
 """
@@ -440,7 +441,8 @@ def _log_mia(client, exp_id: str, parent_id: str, results_dir: Path, entry: dict
     name = f"{entry['model']} × {entry['data']} × {entry['attack']}"
     tags = _child_tags(parent_id, kind="mia", model=entry["model"], attack=entry["attack"],
                        family=entry.get("family"), data=entry["data"], plugin=entry.get("plugin"),
-                       selected_feature=entry.get("selected_feature"))
+                       selected_feature=entry.get("selected_feature"),
+                       **_confounded_tag(entry))
     with _child_run(client, exp_id, name, tags, stage) as (run_id, art):
         params = {k: str(entry.get(k)) for k in ("n_members", "n_nonmembers", "target_fpr")}
         if entry.get("selection") is not None:  # how selected_feature was chosen
@@ -480,6 +482,44 @@ def _log_mia(client, exp_id: str, parent_id: str, results_dir: Path, entry: dict
     return run_id
 
 
+def _di_tags(entry: dict) -> dict:
+    """Primary (the pre-declared test, the claim) or exploratory; the plugin's caveat (e.g. the
+    reference code's over-rejecting test); what the null control could not measure."""
+    tags = {"primary": "true" if entry.get("primary") else "false"}
+    if entry.get("caveat"):
+        tags["caveat"] = str(entry["caveat"])[:1000]
+    if entry.get("null_note"):
+        tags["null_note"] = str(entry["null_note"])[:1000]
+    first = entry.get("primary_test") or {}
+    if first.get("null_note"):
+        tags["primary_null_note"] = str(first["null_note"])[:1000]
+    return tags
+
+
+def _di_null_metrics(entry: dict, null_per_n: list[dict]) -> list:
+    """The null control per n (``null_fpr``, ``null_valid``, ``null_fpr_upper`` with step = n;
+    only n where a valid test ran have a rate), pooled over n (``null_fpr_pooled``,
+    ``null_valid_total``, ``null_fpr_pooled_upper``), and the primary test with the null at its
+    n (``primary_*``)."""
+    out = [("null_fpr_pooled", _num(entry.get("null_fpr")), 0),
+           ("null_fpr_pooled_upper", _num(entry.get("null_fpr_upper")), 0),
+           ("null_valid_total", _num(entry.get("null_valid")), 0)]
+    for r in null_per_n:
+        out += [("null_valid", _num(r.get("valid")), r["n"]),
+                ("null_fpr", _num(r.get("fpr")), r["n"]),
+                ("null_fpr_upper", _num(r.get("fpr_upper")), r["n"])]
+    first = entry.get("primary_test")
+    if first:
+        out += [("primary_p_value", _num(first.get("p_value")), 0),
+                ("primary_n", _num(first.get("n")), 0),
+                ("primary_rejects", float(bool(first.get("rejects"))), 0),
+                ("primary_null_n", _num(first.get("null_n")), 0),
+                ("primary_null_fpr", _num(first.get("null_fpr")), 0),
+                ("primary_null_valid", _num(first.get("null_valid")), 0),
+                ("primary_null_fpr_upper", _num(first.get("null_fpr_upper")), 0)]
+    return out
+
+
 def _log_di(client, exp_id: str, parent_id: str, entry: dict, stage: Path,
             training: dict | None = None) -> str:
     name = f"{entry['model']} × {entry['data']} × DI {entry['aggregator']}"
@@ -488,7 +528,8 @@ def _log_di(client, exp_id: str, parent_id: str, entry: dict, stage: Path,
     tags = _child_tags(parent_id, kind="di", model=entry["model"], aggregator=entry["aggregator"],
                        family=entry.get("model_family") or entry.get("family"),
                        aggregator_family=entry.get("family"), data=entry["data"],
-                       plugin=entry.get("plugin"))
+                       plugin=entry.get("plugin"), **_di_tags(entry), **_confounded_tag(entry),
+                       **({"evidence": entry["evidence"]} if entry.get("evidence") else {}))
     with _child_run(client, exp_id, name, tags, stage) as (run_id, art):
         per_n = entry.get("per_n") or []
         null_per_n = entry.get("null_per_n") or []
@@ -497,8 +538,8 @@ def _log_di(client, exp_id: str, parent_id: str, entry: dict, stage: Path,
                   "features": _param_value(list(entry.get("features") or []))}
         for k, v in flatten_params(entry.get("params") or {}).items():
             params[k if k not in params else f"aggregator.{k}"] = v
-        metrics = [(k, _num(entry.get(k)), 0)
-                   for k in ("min_n", "min_n_frac", "null_fpr", "null_fpr_upper")]
+        metrics = [(k, _num(entry.get(k)), 0) for k in ("min_n", "min_n_frac")]
+        metrics += _di_null_metrics(entry, null_per_n)
         if per_n:
             metrics.append(("max_n", max(r["n"] for r in per_n), 0))
         metrics += _training_metrics(training or {}, entry["model"])
@@ -510,13 +551,50 @@ def _log_di(client, exp_id: str, parent_id: str, entry: dict, stage: Path,
         _log_batch(client, run_id, [m for m in metrics if m[1] is not None], params=params)
 
         atomic.write_json(art / "params.json", entry.get("params") or {})
-        atomic.write_json(art / "per_n.json", {"alpha": entry.get("alpha"), "per_n": per_n,
-                                               "null_per_n": null_per_n})
+        atomic.write_json(art / "per_n.json", {
+            "alpha": entry.get("alpha"), "per_n": per_n, "null_per_n": null_per_n,
+            "null_skipped": entry.get("null_skipped") or [], "null_note": entry.get("null_note"),
+            "primary_test": entry.get("primary_test")})
         if per_n:
             from .plots import pvalue_plot
 
             pvalue_plot(art / "pvalue_vs_n.png", per_n, alpha=float(entry.get("alpha", 0.01)),
                         null_per_n=null_per_n, title=name, min_n=entry.get("min_n"))
+    return run_id
+
+
+def _confounded_tag(entry: dict) -> dict:
+    """``confounded=true|false`` where the blind baseline ran (absent otherwise)."""
+    c = entry.get("confounded")
+    return {} if c is None else {"confounded": "true" if c else "false"}
+
+
+def _log_blind(client, exp_id: str, parent_id: str, results_dir: Path, entry: dict,
+               stage: Path) -> str:
+    """One child run per cell for the model-free baseline (``kind=blind``)."""
+    target = float(entry.get("target_fpr", 0.01))
+    tkey = fpr_key(target)
+    name = f"{entry['model']} × {entry['data']} × blind"
+    tags = _child_tags(parent_id, kind="blind", model=entry["model"], data=entry["data"],
+                       family=entry.get("family"), plugin=entry.get("plugin"),
+                       **_confounded_tag(entry))
+    with _child_run(client, exp_id, name, tags, stage) as (run_id, art):
+        params = {k: str(entry.get(k)) for k in ("n_members", "n_nonmembers", "target_fpr",
+                                                  "classifier", "folds", "gate_auc",
+                                                  "confidence", "n_features")}
+        for k, v in flatten_params(entry.get("params") or {}).items():
+            params[k if k not in params else f"baseline.{k}"] = v
+        metrics = [(k, _num(entry.get(src)), 0) for k, src in (
+            ("auc", "auc"), ("auc_se", "auc_se"), ("auc_lcb", "auc_lcb"), (tkey, "tpr_at_fpr"),
+            ("auc_null_q95", "auc_null_q95"), ("tpr_null_q95", "tpr_null_q95"))]
+        _log_batch(client, run_id, [m for m in metrics if m[1] is not None], params=params)
+        atomic.write_json(art / "top_features.json", entry.get("top_features") or [])
+        if entry.get("scores_file"):
+            from .plots import roc_plot
+
+            scores = _load_scores(results_dir / entry["scores_file"])
+            roc_plot(art / "roc.png", scores["member_scores"], scores["nonmember_scores"],
+                     title=name, target_fpr=target)
     return run_id
 
 
@@ -675,6 +753,8 @@ def log_results(results_dir: str | os.PathLike, tracking_uri: str = "sqlite:///m
                                  res.get("training"))
                     for entry in res["di"]:
                         _log_di(client, exp_id, parent_id, entry, stage, res.get("training"))
+                    for entry in res.get("blind") or []:
+                        _log_blind(client, exp_id, parent_id, results_dir, entry, stage)
                     _log_overview(client, parent_id, uri, experiment, results_dir, res, stage)
                 client.set_terminated(parent_id, "FINISHED")
             _set_leaderboard_view(client, exp_id, res)

@@ -265,3 +265,124 @@ def test_cdi_splits_each_draw_afresh_even_when_the_draw_is_the_whole_pool():
     ids = np.arange(200.0)[:, None]
     run_di(FirstRow(), ids, ids.copy(), n_grid=[50, 200], draws=40, null_control=True)
     assert len(set(seen)) > 40
+
+
+@pytest.mark.parametrize("agg", [MinMaxSum(), CDIHeldOut()], ids=["minmax-sum", "cdi"])
+def test_primary_test_holds_alpha_over_fresh_pools(agg):
+    """The one pre-declared test, over repeated independent pools with P and U from the same
+    distribution: its rejection rate is within alpha ± 2 sigma (sigma = binomial over pools)."""
+    from harness.di import primary_test
+
+    pools, alpha, n = 500, 0.05, 60
+    rng = np.random.default_rng(31)
+    rejects = 0
+    for k in range(pools):
+        M, U = gaussians(rng, n, 8, 0.0)
+        M[:, :4] = np.exp(M[:, :4])  # skewed features, as attack features are
+        U[:, :4] = np.exp(U[:, :4])
+        res = primary_test(agg, M, U, None, alpha, seed=k)
+        assert res["n"] == n and res["p_value"] is not None
+        rejects += res["rejects"]
+    sigma = np.sqrt(alpha * (1 - alpha) / pools)
+    assert abs(rejects / pools - alpha) <= 2 * sigma, rejects / pools
+
+
+def test_primary_test_uses_all_rows_or_the_declared_n():
+    seen = []
+
+    class Sizes(Aggregator):
+        defaults = {}
+
+        def pvalues(self, P, U, rng):
+            seen.append((P.shape, U.shape))
+            return np.full(P.shape[0], 0.001)
+
+    rng = np.random.default_rng(32)
+    M, U = gaussians(rng, 80, 3, 0.0)
+    res = run_di(Sizes(), M, U[:50], n_grid=[10], draws=5, primary=True)
+    assert seen[0] == ((1, 50, 3), (1, 50, 3))  # all of the smaller set, exactly one test
+    first = res["primary_test"]
+    assert first["n"] == 50 and first["p_value"] == 0.001 and first["rejects"]
+    # no null fits at n = 50 with 50 non-members: measured at 25, and said so
+    assert first["null_n"] == 25 and "no null at n = 50" in first["null_note"]
+    assert first["null_valid"] == 5
+    res = run_di(Sizes(), M, U, n_grid=[10], draws=5, primary=True, primary_n=20)
+    assert res["primary_test"]["n"] == 20 and res["primary_test"]["null_n"] == 20
+    assert res["primary_test"]["null_note"] == ""
+    assert "primary_test" not in run_di(Sizes(), M, U, n_grid=[10], draws=5)
+    with pytest.raises(ConfigError, match="di.n = 90 exceeds"):
+        run_di(Sizes(), M, U, n_grid=[10], draws=5, primary=True, primary_n=90)
+
+
+def test_null_control_with_five_nonmembers_says_no_valid_null_ran():
+    rng = np.random.default_rng(33)
+    M, U = gaussians(rng, 60, 4, 0.5)
+    res = run_di(CDIHeldOut(), M, U[:5], n_grid=[2, 3, 4, 5], draws=50, primary=True)
+    assert res["null_fpr"] is None and res["null_valid"] == 0 and res["null_fpr_upper"] is None
+    assert res["null_note"].startswith("no valid null test ran")
+    assert "n = 2: 50 of 50 undefined" in res["null_note"]
+    assert [s["n"] for s in res["null_skipped"]] == [3, 4, 5]
+    first = res["primary_test"]
+    assert first["null_fpr"] is None and first["null_valid"] == 0
+    assert "no valid null test ran" in first["null_note"]
+    # a test that is defined at n = 2 runs its null there, and the rest is named as missing
+    res = run_di(MinMaxSum(), M, U[:5], n_grid=[2, 3, 4, 5], draws=50)
+    assert res["null_valid"] == 50 and "no null for n >= 3" in res["null_note"]
+
+
+def test_null_rate_leaves_undefined_tests_out_and_bounds_by_disjoint_pairs():
+    class HalfUndefined(Aggregator):
+        """Undefined on every other draw, rejects on the others."""
+        defaults = {}
+
+        def pvalues(self, P, U, rng):
+            p = np.full(P.shape[0], 0.001)
+            p[::2] = np.nan
+            return p
+
+    rng = np.random.default_rng(34)
+    M, U = gaussians(rng, 100, 2, 0.0)
+    res = run_di(HalfUndefined(), M, U, n_grid=[10], draws=100)
+    (row,) = res["null_per_n"]
+    assert row["valid"] == 50 and row["fpr"] == 1.0 and res["null_fpr"] == 1.0
+    assert row["independent"] == 5  # 100 non-members hold 5 disjoint (P, U) pairs of 10
+
+    from harness.di import null_bound
+
+    # 0 of 10,000 draws rejected, but a pool of 100 holds only 5 independent tests at n = 10:
+    # the bound reflects the pool, not the number of draws
+    assert null_bound(0, 10_000, 10_000, 5) > 0.4
+    assert null_bound(0, 10_000, 10_000, 5000) < 0.002
+    assert null_bound(0, 10_000, 10_000, 0) == 1.0
+    # more pairs, a tighter bound; never below the observed rate
+    b = [null_bound(50, 1000, 1000, k) for k in (10, 100, 1000)]
+    assert b[0] > b[1] > b[2] > 0.05
+
+
+def test_null_bound_covers_the_rate_over_fresh_pools():
+    """Coverage of the pool-aware bound: a test whose false-positive rate is known (p-values
+    uniform given the data: a rank test of one fixed feature) is run on many fresh pools; the
+    95% bound must lie above the true rate in at least 95% of them. A Clopper-Pearson bound over
+    the draws of one pool covers far less often (validity.md §3)."""
+    from harness.di import binomial_upper
+
+    class MeanTest(Aggregator):
+        defaults = {}
+
+        def pvalues(self, P, U, rng):
+            from scipy.stats import norm
+
+            z = (P[..., 0].mean(1) - U[..., 0].mean(1)) / np.sqrt(2 / P.shape[1])
+            return norm.sf(z)  # exact for unit-variance Gaussians
+
+    alpha, covered, naive = 0.1, 0, 0
+    pools = 60
+    for k in range(pools):
+        rng = np.random.default_rng([35, k])
+        U = rng.normal(size=(60, 1))
+        res = run_di(MeanTest(), U, U, n_grid=[10], draws=400, alpha=alpha, seed=k)
+        row = res["null_per_n"][0]
+        covered += row["fpr_upper"] >= alpha
+        naive += binomial_upper(row["rejects"], row["valid"]) >= alpha
+    assert covered >= 0.95 * pools
+    assert naive < covered

@@ -51,9 +51,14 @@ def test_markdown_all_runs_newest_per_cell(store):
     assert "| loss | 66.00 ± 2.00 | – |" in md[t3:]
     assert "| loss | 3.00 ± 1.00 | – |" in md[t3:]
     assert "| loss | 1.10 ± 1.00 |" in md[t2:t3]
-    # DI: min n, or "> largest n tried" when never rejected, and the null control's FPR
-    assert "| diffusion-canary | folk | cdi | 20 | 0.01 | 0.008 (≤ 0.020) |" in md
-    assert "| ar-canary | folk | cdi | > 100 | 0.01 | 0.008 (≤ 0.020) |" in md
+    # DI: the primary test first, min n (exploratory), or "> largest n tried" when never
+    # rejected, and the null control's FPR with its bound and count of valid tests
+    assert ("| diffusion-canary | folk | cdi | **primary** | p = 0.0004 at n = 40, rejects; "
+            "null FPR 0.006 (measured at n = 20) ≤ 0.300 | 20 | 0.01 | 0.008 (≤ 0.020), "
+            "250 tests |") in md
+    assert "| ar-canary | folk | cdi | exploratory | – | > 100 | 0.01 | 0.008 (≤ 0.020), " \
+           "250 tests |" in md
+    assert "⚠" not in md
 
 
 def test_csv(store):
@@ -67,6 +72,32 @@ def test_csv(store):
     di = {r["model"]: r for r in rows if r["kind"] == "di"}
     assert di["diffusion-canary"]["min_n"] == "20" and di["ar-canary"]["min_n"] == ""
     assert di["ar-canary"]["max_n"] == "100" and float(di["ar-canary"]["null_fpr"]) == 0.008
+    assert di["diffusion-canary"]["primary"] == "True" and di["ar-canary"]["primary"] == "False"
+    assert float(di["diffusion-canary"]["primary_p_value"]) == 0.0004
+    assert di["diffusion-canary"]["primary_n"] == "40" and di["ar-canary"]["primary_n"] == ""
+
+
+def test_di_marks_over_rejecting_null_and_missing_null(tmp_path):
+    """Any DI result whose null FPR exceeds alpha (beyond its draws' noise) is marked, whatever
+    the aggregator; a result whose null control ran no valid test says so (never "0.000")."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    log_results(make_results_dir(tmp_path / "r", cells=[], di=[
+        ("diffusion-canary", "folk", "cdi", 20),
+        ("diffusion-canary", "folk", "third-party", 10, {
+            "null_fpr": 0.18, "null_valid": 550, "null_fpr_upper": 0.3, "primary": False,
+            "caveat": "reproduction of the reference code; over-rejects"}),
+        ("ar-canary", "folk", "minmax-sum", None, {
+            "null_fpr": None, "null_valid": 0, "null_fpr_upper": None, "null_per_n": [],
+            "null_note": "no valid null test ran (n = 2: 50 of 50 undefined)"})]),
+        tracking_uri=uri)
+    md = report(uri, "demo")
+    rows = {line.split(" | ")[2]: line for line in md.splitlines() if line.startswith("| ")
+            and " | folk | " in line}
+    assert "⚠ null FPR 0.180 > α 0.01" in rows["third-party"]
+    assert "exploratory (reproduction of the reference code; over-rejects)" in rows["third-party"]
+    assert "⚠" not in rows["cdi"]
+    assert "**no valid null test ran** (no valid null test ran (n = 2" in rows["minmax-sum"]
+    assert "0.000" not in rows["minmax-sum"]
 
 
 def test_default_experiment_is_the_latest(store):

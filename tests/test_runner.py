@@ -110,6 +110,22 @@ def test_run_end_to_end(tmp_path, toy, monkeypatch):
     di = res["di"][0]
     assert di["aggregator"] == "minmax-sum" and di["min_n"] is not None
     assert len(di["features"]) >= 3
+    # minmax-sum is the autoregressive family's primary test: one test on all 24 vs 24
+    first = di["primary"] and di["primary_test"]
+    assert first["n"] == 24 and first["rejects"] and first["p_value"] < 0.01
+    assert first["null_n"] == 12 and first["null_valid"] == 200  # 2n > 24: nearest that fits
+    assert [r["n"] for r in di["null_per_n"]] == [2, 4, 8, 12]
+    # every MIA result has its chance band; the cell has the band of its best attack
+    assert all(0.5 < r["auc_null_q95"] < 0.8 and r["tpr_null_q95"] >= 0 for r in res["mia"])
+    cell = res["cells"][0]
+    assert cell["best_auc_null_q95"] >= max(r["auc_null_q95"] for r in res["mia"])
+    assert mia["min-k"]["selection"] == "best-heldout"
+    # toy-data's members are louder than its non-members: the blind baseline sees that without
+    # the model, and marks the cell's results
+    (b,) = res["blind"]
+    assert b["auc"] > 0.9 and b["confounded"] and cell["confounded"]
+    assert any(f["name"].startswith(("rms", "peak")) for f in b["top_features"])
+    assert di["evidence"] == "confounded" and all(r["confounded"] for r in res["mia"])
     scores = np.load(out_dirs[0] / mia["loss"]["scores_file"])
     assert scores["member_scores"].shape == (24,)
     # one provide() per batch for all attacks together: 24 + 24 samples in batches of 5
@@ -120,6 +136,10 @@ def test_run_end_to_end(tmp_path, toy, monkeypatch):
                                    "--experiment", "toy-suite"], catch_exceptions=False)
     assert rep.exit_code == 0, rep.output
     assert "loss" in rep.output and "toy" in rep.output
+    assert "| minmax-sum | **primary** | p = " in rep.output
+    assert "(chance " in rep.output and "Best attack (chance of the best)" in rep.output
+    assert "Blind baseline, no model" in rep.output and "toy [confounded]" in rep.output
+    assert "confounded: confounded by a distribution shift between the sets" in rep.output
     # given the suite, the report reads its store (and experiment) from it, from any directory
     monkeypatch.chdir(tmp_path.parent)
     rep2 = CliRunner().invoke(cli, ["report", str(path)], catch_exceptions=False)

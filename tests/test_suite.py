@@ -121,3 +121,22 @@ def test_attack_restricted_to_models():
     assert s.attacks[0].models == ["m"]
     with pytest.raises(SuiteError, match=r"Unknown model entry 'n'"):
         suite_mod.loads(BASE.replace("  - plugin: loss\n", "  - plugin: loss\n    models: [n]\n"))
+
+
+def test_di_primary_defaults_by_family_and_names_are_checked():
+    s = suite_mod.loads(BASE)
+    assert s.di.primary is None and s.di.n is None
+    assert s.primary_aggregator("autoregressive") == "minmax-sum"
+    assert s.primary_aggregator("diffusion") is None  # no cdi entry in this suite
+    two = BASE + "  - {plugin: minmax-sum, name: mm2}\n"
+    assert suite_mod.loads(two + "di: {primary: mm2, n: 40}\n").primary_aggregator("x") == "mm2"
+    assert suite_mod.loads(two + "di: {n: 40}\n").di.n == 40
+    by_family = suite_mod.loads(two + "di: {primary: {autoregressive: mm2}}\n")
+    assert by_family.primary_aggregator("autoregressive") == "mm2"
+    assert by_family.primary_aggregator("diffusion") is None
+    with pytest.raises(SuiteError, match=r"di.primary: Unknown aggregator 'mm3'. Did you mean"):
+        suite_mod.loads(two + "di: {primary: mm3}\n")
+    with pytest.raises(SuiteError, match=r"di.primary.diffusion"):
+        suite_mod.loads(two + "di: {primary: {diffusion: cdi}}\n")
+    with pytest.raises(SuiteError, match=r"di.n"):
+        suite_mod.loads(BASE + "di: {n: 1}\n")

@@ -55,18 +55,30 @@ def make_results_dir(root, suite="demo", cells=None, di=None, started="2026-11-2
                  "tpr_std": 0.01, "higher_is_member": True}],
             "scores_file": rel})
     di_entries = []
-    for model, data, agg, min_n in di:
+    for model, data, agg, min_n, *extra in di:
         def rows(reject_from):
             return [{"n": n, "mean_p": (0.001 if reject_from and n >= reject_from else 0.3) / n,
                      "median_p": 0.2 / n, "frac_reject": 1.0 if reject_from and n >= reject_from
-                     else 0.0, "draws": 50} for n in N_GRID]
+                     else 0.0, "draws": 50, "undefined": 0} for n in N_GRID]
+        null_rows = [dict(r, valid=50, rejects=0, fpr=0.0, independent=8, fpr_upper=0.35)
+                     for r in rows(None)]
+        primary = "diffusion" in model  # the family's default aggregator: the claim
         di_entries.append({
             "model": model, "data": data, "aggregator": agg, "plugin": agg,
             "family": "any", "params": {"test": "t-test"}, "alpha": 0.01,
             "model_family": "diffusion" if "diffusion" in model else "autoregressive",
             "features": ["pia", "loss"], "min_n": min_n, "min_n_frac": min_n,
-            "per_n": rows(min_n), "null_per_n": rows(None), "null_fpr": 0.008,
-            "null_fpr_upper": 0.02, "draws": 50})
+            "per_n": rows(min_n), "null_per_n": null_rows, "null_fpr": 0.008,
+            "null_fpr_upper": 0.02, "null_valid": 250, "null_skipped": [], "null_note": "",
+            "draws": 50, "primary": primary, "caveat": "",
+            **({"primary_test": {
+                "n": 40, "p_value": 0.0004, "rejects": True, "undefined": False, "alpha": 0.01,
+                "null_n": 20, "null_fpr": 0.006, "null_valid": 50, "null_draws": 50,
+                "null_fpr_upper": 0.3, "null_independent": 1,
+                "null_note": "no null at n = 40 (n = 40 needs 2n = 80 non-members, 40 "
+                             "available); measured at the largest n that fits, 20"}}
+               if primary else {}),
+            **(extra[0] if extra else {})})
     atomic.write_json(root / "results.json", {
         "schema": 1, "suite_name": suite, "suite_yaml": f"name: {suite}\n",
         "resolved_config": {"name": suite, "seed": 0}, "harness_version": "0.1.0",
@@ -188,10 +200,23 @@ def test_di_children(logged):
     assert rej.data.metrics["min_n"] == 20
     assert "min_n" not in never.data.metrics  # never rejected: no fake number
     for k in (rej, never):
-        assert k.data.metrics["null_fpr"] == 0.008 and k.data.metrics["null_fpr_upper"] == 0.02
-        for name in ("p_value", "frac_reject", "null_p_value"):
+        m = k.data.metrics
+        assert m["null_fpr_pooled"] == 0.008 and m["null_fpr_pooled_upper"] == 0.02
+        assert m["null_valid_total"] == 250
+        for name in ("p_value", "frac_reject", "null_p_value", "null_fpr", "null_valid",
+                     "null_fpr_upper"):
             hist = client.get_metric_history(k.info.run_id, name)
             assert sorted(h.step for h in hist) == N_GRID
+    # the pre-declared primary test is on the primary aggregator's run only
+    assert rej.data.tags["primary"] == "true" and never.data.tags["primary"] == "false"
+    assert rej.data.metrics["primary_p_value"] == 0.0004 and rej.data.metrics["primary_n"] == 40
+    assert rej.data.metrics["primary_null_fpr"] == 0.006
+    assert rej.data.metrics["primary_null_n"] == 20
+    assert "measured at the largest n that fits, 20" in rej.data.tags["primary_null_note"]
+    assert "null_note" not in rej.data.tags  # the grid's null control lacked nothing
+    assert not [k for k in never.data.metrics if k.startswith("primary_")]
+    assert {h.step: h.value for h in client.get_metric_history(
+        rej.info.run_id, "null_valid")} == {n: 50 for n in N_GRID}
     hist = {h.step: h.value for h in client.get_metric_history(rej.info.run_id, "p_value")}
     assert hist[20] == pytest.approx(0.001 / 20) and hist[10] == pytest.approx(0.03)
     arts = {a.path for a in client.list_artifacts(rej.info.run_id)}

@@ -233,10 +233,12 @@ class ToyDiffusionModel(DiffusionModel):
 
     # -- the model's own pieces
 
+    switchable_precision = True
+
     def _torch_dtype(self):
         import torch
 
-        return getattr(torch, self.params["dtype"])
+        return getattr(torch, self.denoiser_dtype())
 
     def _latent(self, wav: np.ndarray) -> np.ndarray:
         shape = tuple(self.params["latent_shape"])

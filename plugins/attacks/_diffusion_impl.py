@@ -42,6 +42,14 @@ depend on the batch it is in (except ``joint: true``).
 
 All attack arithmetic runs in float32 on the latents' device; the model casts its inputs to its own
 dtype inside ``predict_noise`` and the result is brought back to float32 here.
+
+Gradient precision (``grad_precision``, Gradient Masking and Noise Optimization): "float32"
+(default) runs the attack's denoiser passes, gradient passes included, in float32 through the
+model's ``denoiser_precision`` (the suite's weights, float32 arithmetic); "model" runs them in the
+model's own dtype. Why: half-precision gradients without loss scaling underflow and saturate, and
+GM's top-k mask and NO's L-BFGS steps are taken from raw gradients (issue #9). With a float32
+model both are the same. The shared Multiple Loss pass is keyed by the dtype it ran in, so ML's
+features never depend on whether GM ran: on a half-precision model, GM (float32) makes its own pass.
 """
 
 from __future__ import annotations
@@ -64,6 +72,7 @@ PIAN_SCALES = {"cdi": math.sqrt(math.pi / 2), "pia-code": math.sqrt(2 / math.pi)
 GM_UNMASKED = ("clean", "noised")
 GM_TARGETS = ("noise-minus-latent", "noise")
 NO_FINAL = ("renoised", "direct")
+GRAD_PRECISIONS = ("float32", "model")
 
 #: registered names of attacks that need d loss / d z_t of the shared multi-timestep pass
 GRAD_USERS = frozenset({"gradient-masking"})
@@ -177,9 +186,13 @@ def _multi_t_pass(ctx: BatchContext, timesteps: Sequence[int], t0: str, with_gra
 
 
 def multi_t(ctx: BatchContext, timesteps: Sequence[int], t0: str, need_grad: bool) -> MultiT:
-    key = (MULTI_T_PURPOSE, tuple(int(t) for t in timesteps), t0)
+    """The shared pass, in the dtype the model computes in now (``denoiser_dtype``). Computed
+    with gradients up front when a gradient user is among the batch's attacks and the pass runs
+    in float32 (the gradient attacks' default precision), so they reuse it."""
+    dtype = ctx.model.denoiser_dtype()
+    key = (MULTI_T_PURPOSE, tuple(int(t) for t in timesteps), t0, dtype)
     cell = ctx.attacks
-    with_grad = need_grad or bool(GRAD_USERS & set(cell))
+    with_grad = need_grad or (bool(GRAD_USERS & set(cell)) and dtype == "float32")
     entry = ctx.shared(key, lambda: _multi_t_pass(ctx, timesteps, t0, with_grad))
     if need_grad and entry.grad is None:
         entry.grad = _multi_t_pass(ctx, timesteps, t0, True, eps=entry.eps).grad
@@ -193,7 +206,13 @@ def eps0(ctx: BatchContext) -> torch.Tensor:
         with torch.no_grad():
             return predict(ctx, latents(ctx), 0, ctx.output(CONDITION))
 
-    return ctx.shared(EPS0_KEY, compute)
+    return ctx.shared(EPS0_KEY + (ctx.model.denoiser_dtype(),), compute)
+
+
+def grad_precision(ctx: BatchContext, choice: str):
+    """The model's ``denoiser_precision`` context for ``grad_precision: float32 | model``."""
+    return ctx.model.denoiser_precision(
+        ctx.model.denoiser_dtype() if choice == "model" else choice)
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,6 +250,8 @@ class DiffusionAttack(Attack):
             _choice(p, "t0", T0_MODES, name)
         if "t" in p:
             _nonneg_int(p, "t", name)
+        if "grad_precision" in p:
+            _choice(p, "grad_precision", GRAD_PRECISIONS, name)
         if "timesteps" in p:
             ts = p["timesteps"]
             if (not isinstance(ts, (list, tuple)) or not ts
@@ -405,6 +426,7 @@ class GradientMasking(_SweepMixin, DiffusionAttack):
         "target": "noise-minus-latent",  # "noise-minus-latent" (code: eps - z0) | "noise" (eps)
         "norm": "l2",                   # "l2" (code) | "squared"
         "t0": "first-step",             # t=0: "first-step" | "clean"
+        "grad_precision": "float32",    # "float32" | "model": dtype of the denoiser passes
     }
     param_choices = {"unmasked": GM_UNMASKED, "target": GM_TARGETS}
 
@@ -418,6 +440,10 @@ class GradientMasking(_SweepMixin, DiffusionAttack):
         _choice(p, "target", GM_TARGETS, name)
 
     def extract(self, ctx: BatchContext) -> dict[str, np.ndarray]:
+        with grad_precision(ctx, self.params["grad_precision"]):
+            return self._extract(ctx)
+
+    def _extract(self, ctx: BatchContext) -> dict[str, np.ndarray]:
         p = self.params
         z0, cond = latents(ctx), ctx.output(CONDITION)
         mt = multi_t(ctx, p["timesteps"], p["t0"], need_grad=True)
@@ -540,6 +566,7 @@ class NoiseOptimization(DiffusionAttack):
         "final_loss": "renoised",  # "renoised" (code: q(z_t + delta, t, eps)) | "direct"
         "norm": "l2",             # objective and final loss: "l2" (code) | "squared"
         "t0": "first-step",       # only matters with t=0
+        "grad_precision": "float32",  # "float32" | "model": dtype of the denoiser passes
     }
     param_choices = {"final_loss": NO_FINAL}
 
@@ -557,6 +584,10 @@ class NoiseOptimization(DiffusionAttack):
                 FeatureSpec(f"{base}/norm", False, group=base, index="norm")]
 
     def extract(self, ctx: BatchContext) -> dict[str, np.ndarray]:
+        with grad_precision(ctx, self.params["grad_precision"]):
+            return self._extract(ctx)
+
+    def _extract(self, ctx: BatchContext) -> dict[str, np.ndarray]:
         p = self.params
         z0, cond = latents(ctx), ctx.output(CONDITION)
         B, shape = z0.shape[0], tuple(z0.shape[1:])

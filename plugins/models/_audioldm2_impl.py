@@ -33,108 +33,24 @@ Checkpoint identity: ``harness.checkpoints.files_hash`` over every file the pipe
 weights included, by content (a fine-tune saved into the same folder has the same names and
 sizes); the digests are memoised by (path, size, mtime), so only the first run reads the GBs.
 
-This module also holds the helpers the TANGO plugin shares (checkpoint resolution, hashing,
-dtype parsing, v→ε conversion).
+What every diffusers-based plugin shares (checkpoint resolution, parameter checks, timesteps,
+v→ε, the UNet call) lives in ``_diffusers_shared``.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
-from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import torch
 
-from harness import dtypes
 from harness.checkpoints import files_hash
 from harness.contracts import DiffusionModel
 from harness.errors import ConfigError, ModelLoadError
 
 from . import _audio
-
-# ---------------------------------------------------------------------------------------------
-# helpers shared with the TANGO plugin
-
-DTYPES = dtypes.table()  # the harness-wide table (harness.dtypes)
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
-
-
-def check_choice(name: str, value, choices: Iterable, plugin: str) -> None:
-    choices = list(choices)
-    if value not in choices:
-        raise ConfigError(f"model '{plugin}': parameter '{name}' must be one of "
-                          f"{', '.join(map(repr, choices))}; got {value!r}")
-
-
-def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def resolve_checkpoint(checkpoint, plugin: str, expected: str) -> Path:
-    """A local directory, or a hub id resolved through the Hugging Face cache (download only when
-    online). ``expected`` describes the files the directory must hold, for the error message."""
-    if checkpoint is None or str(checkpoint).strip() == "":
-        raise ConfigError(f"model '{plugin}' needs the parameter 'checkpoint': a local directory "
-                          f"holding {expected}, or a hub id")
-    path = Path(os.path.expanduser(str(checkpoint)))
-    if path.is_dir():
-        return path
-    text = str(checkpoint)
-    if not HUB_ID.match(text):
-        raise ModelLoadError(f"model '{plugin}': checkpoint directory '{checkpoint}' does not "
-                             f"exist. It must hold {expected}.")
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(repo_id=text, local_files_only=hub_offline()))
-    except Exception as exc:
-        raise ModelLoadError(
-            f"model '{plugin}': '{checkpoint}' is not a local directory and could not be resolved "
-            f"as a hub id ({type(exc).__name__}: {exc}). Download it once (e.g. "
-            f"`huggingface-cli download {checkpoint} --local-dir DIR`) and pass DIR; it must hold "
-            f"{expected}.") from exc
-
-
-def to_epsilon(pred: torch.Tensor, z_t: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor,
-               prediction_type: str) -> torch.Tensor:
-    """ε from a model output: identity for ε-prediction; ε = sqrt(ᾱ)·v + sqrt(1−ᾱ)·z_t for v."""
-    if prediction_type == "epsilon":
-        return pred
-    if prediction_type == "v_prediction":
-        a = alphas_cumprod.to(device=z_t.device)[t.long()]
-        shape = (-1,) + (1,) * (z_t.dim() - 1)
-        sa = a.sqrt().to(pred.dtype).view(shape)
-        sb = (1 - a).sqrt().to(pred.dtype).view(shape)
-        return sa * pred + sb * z_t.to(pred.dtype)
-    raise ModelLoadError(f"unsupported scheduler prediction_type '{prediction_type}' "
-                         "(epsilon and v_prediction are supported)")
-
-
-def timesteps(t, batch: int, device) -> torch.Tensor:
-    t = torch.as_tensor(t, device=device)
-    if t.dim() == 0:
-        t = t.expand(batch)
-    if t.shape != (batch,):
-        raise ValueError(f"timesteps must be a scalar or have shape [{batch}], got {tuple(t.shape)}")
-    return t.long()
-
-
-def posterior_latents(dist, scaling: float, mode: str, ctx, purpose: str) -> torch.Tensor:
-    """Scaled VAE latent: posterior mean, or one draw seeded per sample (``ctx.randn``)."""
-    mean = dist.mean.float()
-    if mode == "mean":
-        return mean * scaling
-    noise = ctx.randn(tuple(mean.shape[1:]), purpose, device=mean.device)
-    return (mean + dist.std.float() * noise) * scaling
-
-
-def freeze(module):
-    module.eval()
-    module.requires_grad_(False)
-    return module
-
+from ._diffusers_shared import (DTYPES, check_choice, freeze, posterior_latents, resolve_checkpoint,
+                                UNetDenoiser, scheduler_alphas)
 
 # ---------------------------------------------------------------------------------------------
 # AudioLDM2
@@ -148,7 +64,7 @@ EXPECTED = ("a diffusers AudioLDM2 pipeline: model_index.json and the subfolders
 LANGUAGE_MODELS = ("GPT2Model", "GPT2LMHeadModel")
 
 
-class AudioLDM2(DiffusionModel):
+class AudioLDM2(UNetDenoiser, DiffusionModel):
     """AudioLDM2 text-to-audio latent diffusion model (ε-prediction, 1000 DDPM steps)."""
 
     path_or_hub_params = ("checkpoint",)
@@ -279,7 +195,7 @@ class AudioLDM2(DiffusionModel):
 
     def alphas_cumprod(self) -> torch.Tensor:
         if getattr(self, "_alphas", None) is None:
-            self._alphas = torch.cumprod(1.0 - self.scheduler.betas.double().cpu(), 0)
+            self._alphas = scheduler_alphas(self.scheduler.betas)
         return self._alphas
 
     @property
@@ -375,13 +291,3 @@ class AudioLDM2(DiffusionModel):
                 "encoder_hidden_states_1": t5.expand(batch, -1, -1).to(dtype),
                 "encoder_attention_mask_1": mask.expand(batch, -1).contiguous()}
 
-    def predict_noise(self, z_t: torch.Tensor, t, condition: dict) -> torch.Tensor:
-        unet = self.m["unet"]
-        dtype = DTYPES[self.params["dtype"]]
-        tt = timesteps(t, z_t.shape[0], self.device)
-        out = unet(z_t.to(self.device, dtype), tt,
-                   encoder_hidden_states=condition["encoder_hidden_states"].to(self.device, dtype),
-                   encoder_hidden_states_1=condition["encoder_hidden_states_1"].to(self.device, dtype),
-                   encoder_attention_mask_1=condition["encoder_attention_mask_1"].to(self.device),
-                   return_dict=False)[0]
-        return to_epsilon(out, z_t, tt, self.alphas_cumprod(), self.prediction_type).to(z_t.dtype)

@@ -49,16 +49,15 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from harness import dtypes
 from harness.canary import shuffled_batches, train_steps, training_samples
 from harness.contracts import CONDITION, LATENTS, NULL_CONDITION, DiffusionModel
 from harness.errors import ConfigError, ModelLoadError
 
 from . import _audio
+from ._diffusers_shared import DTYPES, UNetDenoiser, freeze, scheduler_alphas
 
 #: bump when training or the saved format changes (part of the cache key)
 CODE_VERSION = "1"
-DTYPES = dtypes.table()  # the harness-wide table (harness.dtypes)
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
 DEFAULT_TRAIN_DATA = {"source": "folk-tunes", "split": "members", "params": {}}
@@ -94,7 +93,7 @@ def build_tokenizer(max_length: int):
                                    model_max_length=max_length)
 
 
-class DiffusionCanary(DiffusionModel):
+class DiffusionCanary(UNetDenoiser, DiffusionModel):
     """Latent diffusion canary trained lazily on ``train_data`` (members)."""
 
     version = "1"
@@ -304,8 +303,8 @@ class DiffusionCanary(DiffusionModel):
             raise ModelLoadError(f"diffusion-canary: cached canary {path} is unreadable ({exc}); "
                                  "delete the folder to retrain it") from exc
         for k in ("unet", "vae"):
-            m[k] = m[k].to(self.device, dtype).eval().requires_grad_(False)
-        m["text_encoder"] = m["text_encoder"].to(self.device).eval().requires_grad_(False)
+            m[k] = freeze(m[k].to(self.device, dtype))
+        m["text_encoder"] = freeze(m["text_encoder"].to(self.device))
         return m
 
     # -- audio and text --------------------------------------------------------------------
@@ -329,8 +328,11 @@ class DiffusionCanary(DiffusionModel):
 
     def alphas_cumprod(self) -> torch.Tensor:
         if self._alphas is None:
-            self._alphas = torch.cumprod(1.0 - self.m["scheduler"].betas.double().cpu(), 0)
+            self._alphas = scheduler_alphas(self.m["scheduler"].betas)
         return self._alphas
+
+    #: the canary's scheduler (``_scheduler``) predicts ε
+    prediction_type = "epsilon"
 
     def provide(self, samples, needs, ctx) -> dict:
         out: dict = {}
@@ -346,18 +348,6 @@ class DiffusionCanary(DiffusionModel):
             if NULL_CONDITION in needs:
                 out[NULL_CONDITION] = self.encode_text([""] * len(samples))
         return out
-
-    def predict_noise(self, z_t: torch.Tensor, t, condition: dict) -> torch.Tensor:
-        unet = self.m["unet"]
-        dtype = DTYPES[self.params["dtype"]]
-        tt = torch.as_tensor(t, device=self.device)
-        if tt.dim() == 0:
-            tt = tt.expand(z_t.shape[0])
-        out = unet(z_t.to(self.device, dtype), tt.long(),
-                   encoder_hidden_states=condition["encoder_hidden_states"].to(self.device, dtype),
-                   encoder_attention_mask=condition["encoder_attention_mask"].to(self.device),
-                   return_dict=False)[0]
-        return out.to(z_t.dtype)
 
     # -- training --------------------------------------------------------------------------
 

@@ -57,8 +57,8 @@ from harness.contracts import DiffusionModel
 from harness.errors import ConfigError, ModelLoadError
 
 from . import _audio
-from ._audioldm2_impl import (DTYPES, check_choice, freeze, posterior_latents,
-                              resolve_checkpoint, timesteps, to_epsilon)
+from ._diffusers_shared import (DTYPES, check_choice, freeze, posterior_latents, resolve_checkpoint,
+                                UNetDenoiser, scheduler_alphas)
 
 FILES = ("main_config.json", "vae_config.json", "stft_config.json", "pytorch_model_main.bin",
          "pytorch_model_vae.bin", "pytorch_model_stft.bin")
@@ -205,7 +205,7 @@ def read_state_dict(path: Path) -> dict:
     return dict(state)
 
 
-class Tango(DiffusionModel):
+class Tango(UNetDenoiser, DiffusionModel):
     """TANGO text-to-audio LDM (v-prediction, SD-2.1 schedule, FLAN-T5-large conditioning)."""
 
     path_params = ("checkpoint",)
@@ -453,7 +453,7 @@ class Tango(DiffusionModel):
                     "trained_betas")
             sched = DDPMScheduler(**{k: self.scheduler_cfg[k] for k in keys
                                      if k in self.scheduler_cfg})
-            self._alphas = torch.cumprod(1.0 - sched.betas.double(), 0)
+            self._alphas = scheduler_alphas(sched.betas)
             if self._alphas.shape[0] != self.num_train_timesteps:
                 raise ModelLoadError(f"scheduler has {self._alphas.shape[0]} train timesteps; "
                                      f"expected {self.num_train_timesteps}")
@@ -495,15 +495,6 @@ class Tango(DiffusionModel):
         b = hidden.shape[0]
         return {"encoder_hidden_states": h0.expand(b, -1, -1).contiguous(),
                 "encoder_attention_mask": m0.expand(b, -1).contiguous()}
-
-    def predict_noise(self, z_t: torch.Tensor, t, condition: dict) -> torch.Tensor:
-        unet, dtype = self.m["unet"], DTYPES[self.params["dtype"]]
-        tt = timesteps(t, z_t.shape[0], self.device)
-        out = unet(z_t.to(self.device, dtype), tt,
-                   encoder_hidden_states=condition["encoder_hidden_states"].to(self.device, dtype),
-                   encoder_attention_mask=condition["encoder_attention_mask"].to(self.device),
-                   return_dict=False)[0]
-        return to_epsilon(out, z_t, tt, self.alphas_cumprod(), self.prediction_type).to(z_t.dtype)
 
 
 def windowed_fourier_basis() -> torch.Tensor:

@@ -23,6 +23,10 @@ def test_registered_with_families_and_defaults():
     assert reg["minmax-sum"].family == "autoregressive" and reg["minmax-sum"].extra["default"]
     assert reg["cdi"].load() is CDIHeldOut and reg["minmax-sum"].load() is MinMaxSum
     assert reg["cdi-crossfit"].load() is CDICrossFit
+    # the reference code's test is labelled wherever its results appear
+    assert reg["cdi-crossfit"].extra["caveat"].startswith(
+        "reproduction of the reference code; over-rejects")
+    assert reg["cdi"].extra["caveat"] == "" and reg["minmax-sum"].extra["caveat"] == ""
 
 
 def test_register_hook_directly():

@@ -365,3 +365,82 @@ def test_bad_params_are_refused(name, params):
 def test_timestep_outside_schedule(model):
     with pytest.raises(ConfigError, match="outside the model's schedule"):
         extract(model, "multiple-loss", timesteps=[1000])
+
+
+# ---------------------------------------------------------------------------------------------
+# gradient precision: a half-precision model (as official loaders put it on a GPU), emulated on
+# CPU by casting the UNet to float16
+
+
+class HalfCapable(DiffusionModel):
+    """The tiny UNet through the shared diffusers denoiser (``UNetDenoiser``), in ``dtype``."""
+
+    defaults = {"dtype": "float32"}
+    prediction_type = "epsilon"
+
+    def __init__(self, base, unet, dtype):
+        super().__init__(dtype=dtype)
+        from plugins.models._diffusers_shared import DTYPES
+
+        self.base, self.m = base, {"unet": unet.to(DTYPES[dtype])}
+
+    def identity(self):
+        return {}
+
+    def alphas_cumprod(self):
+        return self.base.alphas_cumprod()
+
+    def provide(self, samples, needs, ctx):
+        return self.base.provide(samples, needs, ctx)
+
+
+def _half_models(base):
+    import copy
+
+    from plugins.models._diffusers_shared import UNetDenoiser
+
+    cls = type("TinyUNet", (UNetDenoiser, HalfCapable), {})
+    w16 = copy.deepcopy(base.unet).half()  # the weights a float16 load gives
+    return cls(base, copy.deepcopy(w16).float(), "float32"), cls(base, w16, "float16")
+
+
+def test_gradient_attacks_take_float32_gradients_on_a_half_model(model):
+    """Default grad_precision float32: GM and NO on the float16 model equal the same weights run
+    in float32 (tolerance 1e-5 relative: float32 arithmetic on identical inputs); the forward-only
+    attacks stay in float16 and within 5e-3 of float32. grad_precision: model reproduces the raw
+    float16 gradients, whose GM masks differ (features off by more than 1e-3)."""
+    ref, half = _half_models(model)
+    samples = SAMPLES[:3]
+    for name in ("gradient-masking", "noise-optimization"):
+        want = extract(ref, name, samples, cell=[name], maxiter=2) if name.startswith("noise") \
+            else extract(ref, name, samples, cell=[name])
+        kw = {"maxiter": 2} if name.startswith("noise") else {}
+        got = extract(half, name, samples, cell=[name], **kw)
+        for k in want:
+            np.testing.assert_allclose(got[k], want[k], rtol=1e-5, err_msg=k)
+        if name == "gradient-masking":
+            raw = extract(half, name, samples, cell=[name], grad_precision="model")
+            dev = max(np.max(np.abs(raw[k] - want[k]) / np.abs(want[k])) for k in want)
+            assert dev > 1e-3
+    for name in ("multiple-loss", "denoising-loss", "pia"):
+        want, got = extract(ref, name, samples), extract(half, name, samples)
+        for k in want:
+            np.testing.assert_allclose(got[k], want[k], rtol=5e-3, err_msg=k)
+
+
+def test_multiple_loss_does_not_depend_on_gradient_masking_in_its_cell(model):
+    _, half = _half_models(model)
+    alone = extract(half, "multiple-loss", SAMPLES[:2], cell=["multiple-loss"])
+    ctx = context(half, SAMPLES[:2], cell=["multiple-loss", "gradient-masking"])
+    make("gradient-masking").extract(ctx)
+    shared = make("multiple-loss").extract(ctx)
+    for k in alone:
+        np.testing.assert_array_equal(shared[k], alone[k])
+
+
+def test_a_model_that_cannot_switch_precision_names_the_opt_out(model):
+    half = HalfCapable(model, torch.nn.Identity(), "float16")
+    with pytest.raises(ConfigError, match="grad_precision: model"):
+        extract(half, "gradient-masking", SAMPLES[:2])
+    with pytest.raises(ConfigError, match="grad_precision"):
+        make("noise-optimization", grad_precision="float64")

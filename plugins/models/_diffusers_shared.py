@@ -1,0 +1,151 @@
+"""What every diffusers-based model plugin (AudioLDM2, TANGO, the diffusion canary, and later
+ones) shares: checkpoint resolution, parameter checks, the timestep and ε conventions of the
+``DiffusionModel`` contract, latents from a VAE posterior, and the UNet call.
+
+Why one module: TANGO used to import these from ``_audioldm2_impl`` and the canary had its own
+copies; a fix to one (e.g. the v→ε conversion or how a scalar timestep is broadcast) must reach
+every diffusion model, and a new plugin should build on a module named for what it holds rather
+than on another model's implementation.
+
+torch is imported at module level (this module is itself imported only when a model is built,
+never by ``harness --help``); diffusers/huggingface_hub only inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from harness import dtypes
+from harness.errors import ConfigError, ModelLoadError
+
+DTYPES = dtypes.table()  # the harness-wide table (harness.dtypes)
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+
+
+def check_choice(name: str, value, choices: Iterable, plugin: str) -> None:
+    choices = list(choices)
+    if value not in choices:
+        raise ConfigError(f"model '{plugin}': parameter '{name}' must be one of "
+                          f"{', '.join(map(repr, choices))}; got {value!r}")
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def resolve_checkpoint(checkpoint, plugin: str, expected: str) -> Path:
+    """A local directory, or a hub id resolved through the Hugging Face cache (download only when
+    online). ``expected`` describes the files the directory must hold, for the error message."""
+    if checkpoint is None or str(checkpoint).strip() == "":
+        raise ConfigError(f"model '{plugin}' needs the parameter 'checkpoint': a local directory "
+                          f"holding {expected}, or a hub id")
+    path = Path(os.path.expanduser(str(checkpoint)))
+    if path.is_dir():
+        return path
+    text = str(checkpoint)
+    if not HUB_ID.match(text):
+        raise ModelLoadError(f"model '{plugin}': checkpoint directory '{checkpoint}' does not "
+                             f"exist. It must hold {expected}.")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id=text, local_files_only=hub_offline()))
+    except Exception as exc:
+        raise ModelLoadError(
+            f"model '{plugin}': '{checkpoint}' is not a local directory and could not be resolved "
+            f"as a hub id ({type(exc).__name__}: {exc}). Download it once (e.g. "
+            f"`huggingface-cli download {checkpoint} --local-dir DIR`) and pass DIR; it must hold "
+            f"{expected}.") from exc
+
+
+def to_epsilon(pred: torch.Tensor, z_t: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor,
+               prediction_type: str) -> torch.Tensor:
+    """ε from a model output: identity for ε-prediction; ε = sqrt(ᾱ)·v + sqrt(1−ᾱ)·z_t for v."""
+    if prediction_type == "epsilon":
+        return pred
+    if prediction_type == "v_prediction":
+        a = alphas_cumprod.to(device=z_t.device)[t.long()]
+        shape = (-1,) + (1,) * (z_t.dim() - 1)
+        sa = a.sqrt().to(pred.dtype).view(shape)
+        sb = (1 - a).sqrt().to(pred.dtype).view(shape)
+        return sa * pred + sb * z_t.to(pred.dtype)
+    raise ModelLoadError(f"unsupported scheduler prediction_type '{prediction_type}' "
+                         "(epsilon and v_prediction are supported)")
+
+
+def timesteps(t, batch: int, device) -> torch.Tensor:
+    """Integer timesteps [batch] from a scalar or a [batch] tensor (the contract allows both)."""
+    t = torch.as_tensor(t, device=device)
+    if t.dim() == 0:
+        t = t.expand(batch)
+    if t.shape != (batch,):
+        raise ValueError(f"timesteps must be a scalar or have shape [{batch}], got {tuple(t.shape)}")
+    return t.long()
+
+
+def posterior_latents(dist, scaling: float, mode: str, ctx, purpose: str) -> torch.Tensor:
+    """Scaled VAE latent: posterior mean, or one draw seeded per sample (``ctx.randn``)."""
+    mean = dist.mean.float()
+    if mode == "mean":
+        return mean * scaling
+    noise = ctx.randn(tuple(mean.shape[1:]), purpose, device=mean.device)
+    return (mean + dist.std.float() * noise) * scaling
+
+
+def freeze(module):
+    module.eval()
+    module.requires_grad_(False)
+    return module
+
+
+def scheduler_alphas(betas: torch.Tensor) -> torch.Tensor:
+    """ᾱ_t = Π(1 − β) in float64 on CPU, as the contract's ``alphas_cumprod`` returns it."""
+    return torch.cumprod(1.0 - betas.double().cpu(), 0)
+
+
+def unet_epsilon(unet, z_t: torch.Tensor, t, condition: dict, *, dtype, device,
+                 alphas_cumprod: torch.Tensor | None = None,
+                 prediction_type: str = "epsilon") -> torch.Tensor:
+    """The contract's ``predict_noise`` for a diffusers ``UNet2DConditionModel``: inputs cast to
+    the model's dtype, every tensor of ``condition`` passed as a UNet keyword (float tensors in
+    ``dtype``, masks as they are), the output turned into ε and returned in ``z_t``'s dtype (so
+    attacks computing in float32 get float32 back from a half-precision UNet)."""
+    tt = timesteps(t, z_t.shape[0], device)
+    kwargs = {k: (v.to(device, dtype) if v.is_floating_point() else v.to(device))
+              for k, v in condition.items()}
+    out = unet(z_t.to(device, dtype), tt, return_dict=False, **kwargs)[0]
+    if prediction_type != "epsilon":
+        out = to_epsilon(out, z_t, tt, alphas_cumprod, prediction_type)
+    return out.to(z_t.dtype)
+
+
+class UNetDenoiser:
+    """``predict_noise`` and ``switchable_precision`` for a ``DiffusionModel`` whose denoiser is
+    ``self.m["unet"]`` loaded in ``params["dtype"]`` (with ``alphas_cumprod`` and
+    ``prediction_type``). Inside ``denoiser_precision(name)`` another dtype runs a copy of the
+    same UNet cast to ``name``: the suite's (possibly half-precision) weights, float32
+    arithmetic, built once and kept (a second copy of the UNet in memory)."""
+
+    switchable_precision = True
+
+    def denoiser(self):
+        """(UNet, torch dtype) for the current ``denoiser_dtype()``."""
+        name = self.denoiser_dtype()
+        if name == self.params["dtype"]:
+            return self.m["unet"], DTYPES[name]
+        copies = self.__dict__.setdefault("_unet_copies", {})
+        if name not in copies:
+            copies[name] = freeze(copy.deepcopy(self.m["unet"]).to(DTYPES[name]))
+        return copies[name], DTYPES[name]
+
+    def predict_noise(self, z_t: torch.Tensor, t, condition: dict) -> torch.Tensor:
+        unet, dtype = self.denoiser()
+        return unet_epsilon(unet, z_t, t, condition, dtype=dtype, device=self.device,
+                            alphas_cumprod=self.alphas_cumprod(),
+                            prediction_type=self.prediction_type)
