@@ -44,6 +44,7 @@ from typing import Sequence
 
 import torch
 
+from harness import dtypes
 from harness.checkpoints import files_hash
 from harness.contracts import DiffusionModel
 from harness.errors import ConfigError, ModelLoadError

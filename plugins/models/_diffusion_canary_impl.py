@@ -49,6 +49,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from harness import dtypes
 from harness.canary import shuffled_batches, train_steps, training_samples
 from harness.contracts import CONDITION, LATENTS, NULL_CONDITION, DiffusionModel
 from harness.errors import ConfigError, ModelLoadError
