@@ -343,7 +343,7 @@ class AudiocraftLM(AutoregressiveModel):
         "t5": None,                # local T5 folder used instead of the config's T5 name
         "encodec": None,           # local HF EnCodec folder for a codec the checkpoint names (MusicGen: facebook/encodec_32khz)
         "dtype": "float32",        # float32 | float16 | bfloat16 (autocast of the forward pass)
-        "contrast": "logit",       # logit: softmax(l_c - l_u) (IAR) | prob (see tokenstats)
+        "contrast": "logit",       # logit: softmax(l_c - l_u) (IAR) | prob-experimental
         "segment_seconds": 10.0,   # AudioGen's training segment
         "windows": "first",        # first | all: score consecutive windows of the whole clip
         "padding": "exclude",      # exclude | include: score the zero-padded frames of a short clip

@@ -47,9 +47,11 @@ from typing import Sequence
 
 import torch
 
+from harness import dtypes
 from harness.checkpoints import files_hash
-from harness.contracts import CONDITION, LATENTS, NULL_CONDITION, DiffusionModel
+from harness.contracts import CONDITION, LATENT_MASK, LATENTS, NULL_CONDITION, DiffusionModel
 from harness.errors import ConfigError, ModelLoadError
+from harness.segments import PADDING_POLICIES
 
 from . import _audio
 from ._diffusers_shared import (check_choice, denoiser_in, freeze, posterior_latents,
@@ -119,16 +121,18 @@ class StableAudioOpen(DiffusionModel):
         "latent_sampling": "mean",   # mean: VAE posterior mean | sample: one draw seeded per sample (training drew one)
         "segment_seconds": None,     # null: the DiT's window (sample_size x hop / rate: 47.55 s for SAO 1.0); a number crops to the first seconds
         "time_map": "linear",        # grid t -> model time: linear (tau = t/1000) | audioldm2-snr (alpha^2 = AudioLDM2's abar_t)
+        "padding": "exclude",        # exclude | include: the zero-padded latent frames after a clip shorter than the window
     }
+    param_choices = {"dtype": dtypes.NAMES, "time_map": TIME_MAPS, "latent_sampling": ("mean", "sample"),
+                     "padding": PADDING_POLICIES}
 
     def validate(self) -> None:
-        from harness import dtypes
-
         p = self.params
         name = self.registered_name or "stable-audio-open"
         dtypes.check(p["dtype"], name)
         check_choice("latent_sampling", p["latent_sampling"], ("mean", "sample"), name)
         check_choice("time_map", p["time_map"], TIME_MAPS, name)
+        check_choice("padding", p["padding"], PADDING_POLICIES, name)
         s = p["segment_seconds"]
         if s is not None and (isinstance(s, bool) or not isinstance(s, (int, float)) or s <= 0):
             raise ConfigError(f"model '{name}': segment_seconds must be a positive number or "
@@ -245,6 +249,9 @@ class StableAudioOpen(DiffusionModel):
                               f"latent frame ({vae.hop_length} samples at {self.sample_rate} Hz)")
         return min(n, full)
 
+    def window_seconds(self) -> float:
+        return self.window_samples() / self.sample_rate
+
     # -- audio -----------------------------------------------------------------------------
 
     def waveform(self, path: str) -> torch.Tensor:
@@ -303,7 +310,7 @@ class StableAudioOpen(DiffusionModel):
 
     def provide(self, samples, needs: set[str], ctx) -> dict:
         # the contract's provide checks the samples are whole files and encodes the latents
-        out = super().provide(samples, set(needs) & {LATENTS}, ctx)
+        out = super().provide(samples, set(needs) & {LATENTS, LATENT_MASK}, ctx)
         if CONDITION in needs or NULL_CONDITION in needs:
             with torch.no_grad():
                 totals = [self.seconds_total(s.path) for s in samples]
