@@ -207,10 +207,20 @@ LATENT_MASK = "latent_mask"  # torch.bool, broadcastable to the latents: True wh
 
 
 class DiffusionModel(Model):
-    """Latent diffusion model with a discrete training schedule of ``num_train_timesteps`` steps.
+    """Latent diffusion model, addressed by the attacks on a grid of ``num_train_timesteps``
+    integer timesteps (the CDI grid 0, 100, ..., 900 of a 1000-step model).
 
-    ``predict_noise`` always returns an epsilon prediction (v-prediction models convert), with
-    gradients available, so the attacks see one interface.
+    Noise levels: ``noise_levels(t)`` gives, for grid timesteps t, the (alpha_t, sigma_t) of
+    z_t = alpha_t z_0 + sigma_t eps and the time the model's own denoiser is called with. A
+    discrete-schedule model (DDPM/DDIM tables: AudioLDM2, TANGO) only gives ``alphas_cumprod``:
+    alpha_t = sqrt(abar_t), sigma_t = sqrt(1 - abar_t), model time t. A continuous-time model
+    (Stable Audio Open's cosine schedule) overrides ``noise_levels`` with its own map from the
+    grid to its time; its ``alphas_cumprod`` is then alpha_t^2 on the grid (the same
+    variance-preserving view, for code that reads the table).
+
+    ``predict_noise`` takes grid timesteps and always returns an epsilon prediction
+    (v-prediction models convert with their own alpha_t, sigma_t), with gradients available, so
+    the attacks see one interface.
     """
 
     family = "diffusion"
@@ -307,6 +317,22 @@ class DiffusionModel(Model):
     def alphas_cumprod(self) -> "torch.Tensor":
         """Cumulative product of alphas, shape [num_train_timesteps], float64 on CPU."""
         raise NotImplementedError
+
+    def noise_levels(self, t) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+        """(alpha_t, sigma_t, model_time) for grid timesteps ``t`` (int tensor [B]), float64 on
+        CPU. Default: the discrete table, alpha = sqrt(abar_t), sigma = sqrt(1 - abar_t), the
+        model called at t itself. The roots are Python's (correctly rounded; torch's float64
+        sqrt is off by an ulp now and then), so the noised inputs are bit for bit those of the
+        table-based code this generalises."""
+        import math
+
+        import torch
+
+        t = torch.as_tensor(t, dtype=torch.long).cpu().reshape(-1)
+        table = self.alphas_cumprod().double().cpu()
+        a = [float(table[i]) for i in t.tolist()]
+        return (torch.tensor([math.sqrt(x) for x in a], dtype=torch.float64),
+                torch.tensor([math.sqrt(1.0 - x) for x in a], dtype=torch.float64), t.double())
 
     def predict_noise(self, z_t: "torch.Tensor", t: "torch.Tensor", condition: dict) -> "torch.Tensor":
         """Epsilon prediction of the denoiser at integer timesteps ``t`` [B], in ``z_t``'s dtype,

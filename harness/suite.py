@@ -509,7 +509,9 @@ def _resolve_params(kind: str, plugin: str, params: dict, base: Path) -> None:
         return
     for key in getattr(cls, "path_params", ()):
         if key in params:
-            params[key] = _absolute(params[key], base)
+            value = params[key]  # a path, or a mapping of names to paths
+            params[key] = ({k: _absolute(v, base) for k, v in value.items()}
+                           if isinstance(value, dict) else _absolute(value, base))
     for key in getattr(cls, "path_or_hub_params", ()):
         if key in params:
             params[key] = _absolute(params[key], base, must_exist=True)

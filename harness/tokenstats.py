@@ -17,8 +17,9 @@ from .contracts import TokenStats
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-#: How the guidance contrast is formed from conditional and null-condition logits.
-CONTRAST_MODES = ("logit", "prob")
+#: How the guidance contrast is formed from conditional and null-condition logits. Only
+#: ``logit`` has a source (the IAR code); ``prob-experimental`` is a harness construction.
+CONTRAST_MODES = ("logit", "prob-experimental")
 
 
 def summarize(
@@ -36,11 +37,18 @@ def summarize(
     ([B, T, K, V]) to get time-major tokens.
 
     With ``null_logits`` the distribution is the classifier-free-guidance contrast:
-    ``contrast="logit"`` (the IAR code, default) uses softmax(l_c - l_u); ``"prob"`` (the audio-paper
-    review's wording, attacks.md §9 item 13) uses normalised max(p_c - p_u, 0) with a floor.
+    ``contrast="logit"`` (the IAR code, default) uses softmax(l_c - l_u).
+    ``"prob-experimental"`` uses normalised max(p_c - p_u, 0) with a floor: EXPERIMENTAL, from no
+    source. A review of the audio paper writes the contrast as a probability difference
+    p(x|c) - p(x|c_null) (attacks.md §9 item 13), which is a score, not a distribution; the
+    clipping and renormalisation that make it one are the harness's own, so numbers from it
+    reproduce nothing (issue #10).
     """
     import torch
 
+    if contrast == "prob":
+        raise ValueError("contrast 'prob' is now 'prob-experimental': it reproduces no paper or "
+                         "code (see harness.tokenstats.summarize); write it out to use it anyway")
     if contrast not in CONTRAST_MODES:
         raise ValueError(f"contrast must be one of {CONTRAST_MODES}, not {contrast!r}")
     out = []

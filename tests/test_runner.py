@@ -140,6 +140,19 @@ def test_run_end_to_end(tmp_path, toy, monkeypatch):
     assert "(chance " in rep.output and "Best attack (chance of the best)" in rep.output
     assert "Blind baseline, no model" in rep.output and "toy [confounded]" in rep.output
     assert "confounded: confounded by a distribution shift between the sets" in rep.output
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.get_experiment_by_name("toy-suite")
+    (brun,) = client.search_runs([exp.experiment_id], "tags.kind = 'blind'")
+    assert brun.data.tags["confounded"] == "true" and brun.data.tags["model"] == "toy"
+    assert brun.data.metrics["auc"] == pytest.approx(b["auc"])
+    assert "tpr_at_fpr_0.01" in brun.data.metrics and "auc_lcb" in brun.data.metrics
+    (drun,) = client.search_runs([exp.experiment_id], "tags.kind = 'di'")
+    assert drun.data.tags["evidence"] == "confounded"
+    mruns = client.search_runs([exp.experiment_id], "tags.kind = 'mia'")
+    assert all(0.5 < r.data.metrics["auc_null_q95"] < 0.8 and "tpr_null_q95" in r.data.metrics
+               for r in mruns)
     # given the suite, the report reads its store (and experiment) from it, from any directory
     monkeypatch.chdir(tmp_path.parent)
     rep2 = CliRunner().invoke(cli, ["report", str(path)], catch_exceptions=False)

@@ -107,7 +107,7 @@ def test_check_plugins_resolves_names_and_params():
         suite_mod.check_plugins(s, BASE.replace("plugin: toy", "plugin: toy-unknown-model"))
 
 
-@pytest.mark.parametrize("path", ["suites/demo.yaml", "suites/paper.yaml"])
+@pytest.mark.parametrize("path", ["suites/demo.yaml", "suites/paper.yaml", "suites/extended.yaml"])
 def test_shipped_suites_validate(path):
     from pathlib import Path
 

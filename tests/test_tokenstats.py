@@ -4,6 +4,7 @@ contrast, and logits with -inf entries."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from harness.tokenstats import summarize
@@ -60,3 +61,19 @@ def test_minus_inf_logits_give_finite_statistics():
         np.testing.assert_allclose(got, want, rtol=1e-6)
     (cst,) = summarize(logits, targets, mask, null_logits=torch.zeros_like(logits))
     assert np.all(np.isfinite(cst.mean_logprob)) and np.all(np.isfinite(cst.var_logprob))
+
+
+def test_prob_contrast_is_marked_experimental():
+    import torch
+
+    from harness.tokenstats import CONTRAST_MODES, summarize
+
+    assert CONTRAST_MODES == ("logit", "prob-experimental")
+    logits = torch.randn(1, 4, 6)
+    targets = torch.zeros(1, 4, dtype=torch.long)
+    mask = torch.ones(1, 4, dtype=torch.bool)
+    with pytest.raises(ValueError, match="prob-experimental"):
+        summarize(logits, targets, mask, null_logits=logits * 0.5, contrast="prob")
+    (s,) = summarize(logits, targets, mask, null_logits=logits * 0.5,
+                     contrast="prob-experimental")
+    assert np.isfinite(s.logprob).all()

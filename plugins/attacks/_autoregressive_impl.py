@@ -574,27 +574,37 @@ class Camia(_TokenStatsAttack):
       negated as IAR does. Higher = member. (IAR declares "lower"; its divide-by-max scaling then
       flipped it back for these always-negative values, attacks.md §5.1/§9 item 9.)
     - ``below-prev-mean-mkpp``: the same on m_i, stored negated. Higher = member.
-    - ``slope``: OLS slope of lp against position. Higher = member.
+    - ``slope``: OLS slope of lp against position, stored positive as IAR stores it. Its
+      direction is the ``member_slope`` parameter (docs/discrepancies.md): ``lower`` (default)
+      is the IAR code's declaration ("lower = member" for every CAMIA feature; its DI sums the
+      slope unflipped that way); ``higher`` is the harness's earlier inference (log-probs of a
+      memorised sample rise along the sequence), never measured on a reference model.
     ``normalize``/``eps`` choose m_i as in min-k-plus-plus (default IAR: variance + 1e-6).
     """
 
     registered_name = "camia"
-    defaults = {"mode": "contrast", "normalize": "variance", "eps": 1e-6}
+    defaults = {"mode": "contrast", "normalize": "variance", "eps": 1e-6, "member_slope": "lower"}
     param_docs = {"normalize": "how the Min-K%++ scores m_i of the *-mkpp sub-features are "
                                "scaled: " + _NORMALIZE_DOC,
-                  "eps": _EPS_DOC}
-    param_choices = {"normalize": NORMALIZE}
+                  "eps": _EPS_DOC,
+                  "member_slope": "direction of the slope sub-feature: lower = member (the IAR "
+                                  "code's declaration) or higher (an untested inference); "
+                                  "docs/discrepancies.md"}
+    param_choices = {"normalize": NORMALIZE, "member_slope": ("lower", "higher")}
     SUB_FEATURES = (("below-mean", False), ("below-mean-mkpp", False),
-                    ("below-prev-mean", True), ("below-prev-mean-mkpp", True), ("slope", True))
+                    ("below-prev-mean", True), ("below-prev-mean-mkpp", True), ("slope", False))
+    SLOPE_DIRECTIONS = ("lower", "higher")
 
     def validate(self):
         super().validate()
         name = self._name()
         self.normalize = _choice(self.params["normalize"], "normalize", name, NORMALIZE)
         self.eps = _eps(self.params["eps"], name)
+        _choice(self.params["member_slope"], "member_slope", name, self.SLOPE_DIRECTIONS)
 
     def _indices(self):
-        return list(self.SUB_FEATURES)
+        higher = self.params["member_slope"] == "higher"
+        return [(n, higher if n == "slope" else him) for n, him in self.SUB_FEATURES]
 
     def _row(self, t):
         return camia_features(t, self.normalize, self.eps)

@@ -1,6 +1,9 @@
 """The six diffusion-model MIA attacks of the CDI suite (attacks.md §3), on the ``DiffusionModel``
 contract: the model provides one latent ``z0`` and one condition encoding per sample, and exposes
-``alphas_cumprod()`` and a differentiable ``predict_noise(z_t, t, condition)``.
+``noise_levels(t)`` (alpha_t, sigma_t of a grid timestep; from ``alphas_cumprod`` on a discrete
+schedule) and a differentiable ``predict_noise(z_t, t, condition)``. Attacks always speak the
+1000-step grid (t = 100 etc.); a continuous-time model maps it to its own schedule
+(docs/discrepancies.md, row 17).
 
 Why the defaults are the *released CDI code's*: the audio paper reuses CDI, and the code is what
 produced its numbers. Every place where the code, the papers and the PIA code disagree
@@ -118,19 +121,24 @@ def audio_mask(ctx: BatchContext) -> torch.Tensor:
     return ctx.output(LATENT_MASK).to(device=z0.device, dtype=torch.bool).expand(z0.shape)
 
 
-def alpha_bar(ctx: BatchContext, t: int, t0: str = "first-step") -> float:
-    """alpha-bar of integer timestep ``t`` under the chosen t=0 convention."""
+def noise_level(ctx: BatchContext, t: int, t0: str = "first-step") -> tuple[float, float]:
+    """(alpha_t, sigma_t) of grid timestep ``t`` under the chosen t=0 convention, from the
+    model's ``noise_levels`` (a discrete model's sqrt(abar_t), sqrt(1 - abar_t); a
+    continuous-time model's own map of the grid to its schedule)."""
     n = int(getattr(ctx.model, "num_train_timesteps", 1000))
     if not 0 <= t < n:
         raise ConfigError(f"timestep {t} is outside the model's schedule [0, {n - 1}]; use "
                           "timesteps on the 0..999 grid of a 1000-step model")
     if t == 0 and t0 == "clean":
-        return 1.0
-    return float(ctx.model.alphas_cumprod()[t])
+        return 1.0, 0.0
+    alpha, sigma, _ = ctx.model.noise_levels(torch.tensor([int(t)]))
+    return float(alpha[0]), float(sigma[0])
 
 
-def q_sample(z0: torch.Tensor, a: float, eps: torch.Tensor) -> torch.Tensor:
-    return math.sqrt(a) * z0 + math.sqrt(1.0 - a) * eps
+def q_sample(z0: torch.Tensor, level: tuple[float, float], eps: torch.Tensor) -> torch.Tensor:
+    """z_t = alpha_t z0 + sigma_t eps."""
+    alpha, sigma = level
+    return alpha * z0 + sigma * eps
 
 
 def _rescale(mask: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | float:
@@ -192,7 +200,7 @@ def _multi_t_pass(ctx: BatchContext, timesteps: Sequence[int], t0: str, with_gra
         eps = ctx.randn(tuple(z0.shape[1:]), MULTI_T_PURPOSE, device=z0.device)
     hats, grads = {}, ({} if with_grad else None)
     for t in timesteps:
-        z_t = q_sample(z0, alpha_bar(ctx, t, t0), eps)
+        z_t = q_sample(z0, noise_level(ctx, t, t0), eps)
         if with_grad:
             z_t = z_t.detach().requires_grad_(True)
             with torch.enable_grad():
@@ -337,7 +345,7 @@ class DenoisingLoss(DiffusionAttack):
     def extract(self, ctx: BatchContext) -> dict[str, np.ndarray]:
         p = self.params
         z0, cond, m = latents(ctx), ctx.output(CONDITION), audio_mask(ctx)
-        a = alpha_bar(ctx, p["t"], p["t0"])
+        a = noise_level(ctx, p["t"], p["t0"])
         total = torch.zeros(z0.shape[0], dtype=torch.float64, device=z0.device)
         with torch.no_grad():
             for r in range(p["n_repetitions"]):
@@ -420,7 +428,7 @@ class PIA(DiffusionAttack):
         p = self.params
         z0, cond, m = latents(ctx), ctx.output(CONDITION), audio_mask(ctx)
         e = self._noise(eps0(ctx), m)
-        a = alpha_bar(ctx, p["t"], "first-step")
+        a = noise_level(ctx, p["t"], "first-step")
         with torch.no_grad():
             back = predict(ctx, q_sample(z0, a, e), p["t"], cond)
         return {self._name(): to_numpy(_lp(e - back, p["p"], p["root"], m))}
@@ -506,7 +514,7 @@ class GradientMasking(_SweepMixin, _GradientAttack):
             if p["unmasked"] == "clean":
                 rest = z0
             else:
-                rest = q_sample(z0, alpha_bar(ctx, t, p["t0"]), eps)
+                rest = q_sample(z0, noise_level(ctx, t, p["t0"]), eps)
             with torch.no_grad():
                 e = predict(ctx, torch.where(mask, eps, rest), t, cond)
             out[f"{self._name()}/{t}"] = to_numpy(norm((target - e) * mask, p["norm"], audio))
@@ -596,10 +604,13 @@ class NoiseOptimization(_GradientAttack):
     perturbation (init 0) with scipy L-BFGS-B (``maxiter`` iterations, autograd gradient); features
     the final loss and ||delta*||_2.
 
-    Orientation: the loss is lower for members; for ||delta*|| lower = member is *inferred* (a
-    member sits near a minimum already, so the optimiser moves less); CDI only uses both through a
-    logistic regression, which does not care. ``joint: true`` reproduces CDI's one optimisation over
-    the flattened batch with the batch-mean objective (results then depend on the batch)."""
+    Orientation: the loss is lower for members. The code gives ||delta*|| no direction (CDI uses
+    both features only through a logistic regression, which does not care); the audio paper's
+    appendix says members need *larger* perturbations, so ``member_norm: larger`` (default) follows
+    it, and ``smaller`` is the opposite inference (a member already sits near a minimum, so the
+    optimiser moves less), never measured on a reference model (docs/discrepancies.md).
+    ``joint: true`` reproduces CDI's one optimisation over the flattened batch with the batch-mean
+    objective (results then depend on the batch)."""
 
     default_name = "noise-optimization"
     defaults = {
@@ -609,14 +620,17 @@ class NoiseOptimization(_GradientAttack):
         "final_loss": "renoised",  # "renoised" (code: q(z_t + delta, t, eps)) | "direct"
         "norm": "l2",             # objective and final loss: "l2" (code) | "squared"
         "t0": "first-step",       # only matters with t=0
+        "member_norm": "larger",  # ||delta*|| of members: "larger" (paper) | "smaller"
         "grad_precision": "float32",  # "float32" | "model": dtype of the denoiser passes
     }
-    param_choices = {"final_loss": NO_FINAL, "grad_precision": GRAD_PRECISIONS}
+    param_choices = {"final_loss": NO_FINAL, "grad_precision": GRAD_PRECISIONS,
+                     "member_norm": ("larger", "smaller")}
 
     def validate(self) -> None:
         super().validate()
         p, name = self.params, self._name()
         _nonneg_int(p, "maxiter", name, lo=1)
+        _choice(p, "member_norm", ("larger", "smaller"), name)
         if not isinstance(p["joint"], bool):
             raise ConfigError(f"attack '{name}': joint must be true or false")
         _choice(p, "final_loss", NO_FINAL, name)
@@ -624,14 +638,15 @@ class NoiseOptimization(_GradientAttack):
     def feature_specs(self) -> list[FeatureSpec]:
         base = self._name()
         return [FeatureSpec(f"{base}/loss", False, group=base, index="loss"),
-                FeatureSpec(f"{base}/norm", False, group=base, index="norm")]
+                FeatureSpec(f"{base}/norm", self.params["member_norm"] == "larger", group=base,
+                            index="norm")]
 
     def _extract(self, ctx: BatchContext) -> dict[str, np.ndarray]:
         p = self.params
         z0, cond, audio = latents(ctx), ctx.output(CONDITION), audio_mask(ctx)
         B, shape = z0.shape[0], tuple(z0.shape[1:])
         eps = ctx.randn(shape, "diffusion/noise-optimization", device=z0.device)
-        a = alpha_bar(ctx, p["t"], p["t0"])
+        a = noise_level(ctx, p["t"], p["t0"])
         z_t = q_sample(z0, a, eps)
 
         def losses(idx, deltas):

@@ -343,7 +343,7 @@ class AudiocraftLM(AutoregressiveModel):
         "t5": None,                # local T5 folder used instead of the config's T5 name
         "encodec": None,           # local HF EnCodec folder for a codec the checkpoint names (MusicGen: facebook/encodec_32khz)
         "dtype": "float32",        # float32 | float16 | bfloat16 (autocast of the forward pass)
-        "contrast": "logit",       # logit: softmax(l_c - l_u) (IAR) | prob (see tokenstats)
+        "contrast": "logit",       # logit: softmax(l_c - l_u) (IAR) | prob-experimental
         "segment_seconds": 10.0,   # AudioGen's training segment
         "windows": "first",        # first | all: score consecutive windows of the whole clip
         "padding": "exclude",      # exclude | include: score the zero-padded frames of a short clip
@@ -384,6 +384,7 @@ class AudiocraftLM(AutoregressiveModel):
         any other conditioner (MusicGen-melody's chroma ``self_wav``, style or CLAP audio
         conditioners) would be scored with its input missing."""
         conds = dict(cfg.get("conditioners") or {})
+        conds.pop("args", None)  # the provider's own options (audiocraft's builder pops them too)
         other = {name: (c or {}).get("model") for name, c in conds.items()
                  if name != "description" or (c or {}).get("model") not in TEXT_CONDITIONERS}
         if other:

@@ -212,7 +212,8 @@ def expected_orientation():
         **{f"min-k-plus-plus/k{k}": False for k in ("0.1", "0.2", "0.3", "0.4", "0.5")},
         "surp/k0.2-h2": True,
         "camia/below-mean": False, "camia/below-mean-mkpp": False,
-        "camia/below-prev-mean": True, "camia/below-prev-mean-mkpp": True, "camia/slope": True,
+        "camia/below-prev-mean": True, "camia/below-prev-mean-mkpp": True,
+        "camia/slope": False,  # the IAR code's declaration (member_slope: lower)
     }
 
 
@@ -222,6 +223,11 @@ def test_orientation_declarations_and_groups():
     assert specs["loss"].group == "" and specs["loss"].index == ""
     assert specs["min-k/k0.2"].group == "min-k" and specs["min-k/k0.2"].index == "k0.2"
     assert specs["camia/slope"].group == "camia" and specs["camia/slope"].index == "slope"
+    # the other reading is a named parameter; only the slope's direction changes
+    flipped = {s.name: s.higher_is_member for s in impl.Camia(member_slope="higher").feature_specs()}
+    assert flipped["camia/slope"] is True and flipped["camia/below-mean"] is False
+    with pytest.raises(ConfigError, match="member_slope"):
+        impl.Camia(member_slope="up")
     coded = impl.Surp(variant="iar-code").feature_specs()
     assert len(coded) == 40 and not any(s.higher_is_member for s in coded)
     assert [s.index for s in coded[:5]] == ["mean-k0.1-h2", "mean-k0.1-h4", "mean-k0.1-h8",
@@ -244,7 +250,9 @@ def test_feature_names_are_valid_mlflow_metric_names():
 def test_synthetic_member_is_more_member_like_for_every_default_feature():
     """Member: log-probs mostly near 0 with a few low outliers, rising along the sequence, wide
     margins; non-member: lower, symmetric noise, falling slightly. After orientation every default
-    feature must rank the member higher."""
+    feature must rank the member higher. The rising log-probs are the harness's hypothesis for
+    CAMIA's slope (``member_slope: higher``); the default follows the IAR code's declaration
+    (lower = member) and so ranks this member lower."""
     n = 200
     i = np.arange(n)
     rng = np.random.default_rng(3)
@@ -257,13 +265,16 @@ def test_synthetic_member_is_more_member_like_for_every_default_feature():
     n_st = stats(nonmember, max_other=np.full(n, -0.5), mu=mu, ids=ids)
     checked = set()
     for cls in ALL:
-        attack = cls()
+        attack = cls(member_slope="higher") if cls is impl.Camia else cls()
         out = run(attack, m_st, n_st)
         for spec in attack.feature_specs():
             s = out[spec.name] if spec.higher_is_member else -out[spec.name]
             assert s[0] > s[1], (spec.name, out[spec.name])
             checked.add(spec.name)
     assert checked == set(expected_orientation())
+    default = {s.name: s for s in impl.Camia().feature_specs()}["camia/slope"]
+    slope = run(impl.Camia(), m_st, n_st)["camia/slope"]
+    assert not default.higher_is_member and -slope[0] < -slope[1]
 
 
 # --------------------------------------------------------------------- modes, params, edges

@@ -131,7 +131,9 @@ def test_feature_names_shapes_orientation(model, name):
     assert set(feats) == {s.name for s in specs}
     for s in specs:
         assert feats[s.name].shape == (4,) and np.isfinite(feats[s.name]).all()
-        assert s.higher_is_member is False  # every raw feature is a loss / distance
+        # every raw feature is a loss / distance, except Noise Optimization's ||delta*||, which
+        # the paper says is larger for members (member_norm: larger)
+        assert s.higher_is_member is (s.name == "noise-optimization/norm")
     assert a.needs() == {LATENTS, CONDITION, LATENT_MASK}
     if name in ("multiple-loss", "gradient-masking"):
         assert [s.name for s in specs] == [f"{name}/{t}" for t in D.CDI_TIMESTEPS]
@@ -266,8 +268,9 @@ def test_t0_options_only_change_t0(model):
     for t in (100, 900):
         np.testing.assert_array_equal(first[f"multiple-loss/{t}"], clean[f"multiple-loss/{t}"])
     ctx = context(model, SAMPLES)
-    assert D.alpha_bar(ctx, 0, "clean") == 1.0
-    assert D.alpha_bar(ctx, 0, "first-step") == pytest.approx(1 - 0.0015)
+    assert D.noise_level(ctx, 0, "clean") == (1.0, 0.0)
+    a, s = D.noise_level(ctx, 0, "first-step")
+    assert a ** 2 == pytest.approx(1 - 0.0015) and s ** 2 == pytest.approx(0.0015)
 
 
 def test_gradient_masking_options(model):
@@ -306,7 +309,7 @@ def test_noise_optimization_final_loss_options(model):
     z0 = D.latents(ctx)
     eps = ctx.randn(tuple(z0.shape[1:]), "diffusion/noise-optimization")
     with torch.no_grad():
-        e = D.predict(ctx, D.q_sample(z0, D.alpha_bar(ctx, 100), eps), 100, ctx.output(CONDITION))
+        e = D.predict(ctx, D.q_sample(z0, D.noise_level(ctx, 100), eps), 100, ctx.output(CONDITION))
     start = D.norm(e - eps, "l2").double().numpy()
     assert (direct["noise-optimization/loss"] <= start + 1e-6).all()
 
@@ -372,6 +375,14 @@ def test_bad_params_are_refused(name, params):
 def test_timestep_outside_schedule(model):
     with pytest.raises(ConfigError, match="outside the model's schedule"):
         extract(model, "multiple-loss", timesteps=[1000])
+
+
+def test_noise_optimization_norm_direction_is_a_named_parameter():
+    specs = {s.name: s.higher_is_member for s in D.NoiseOptimization(member_norm="smaller")
+             .feature_specs()}
+    assert specs == {"noise-optimization/loss": False, "noise-optimization/norm": False}
+    with pytest.raises(ConfigError, match="member_norm"):
+        D.NoiseOptimization(member_norm="up")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,6 +462,26 @@ def test_a_model_that_cannot_switch_precision_names_the_opt_out(model):
         extract(half, "gradient-masking", SAMPLES[:2])
     with pytest.raises(ConfigError, match="grad_precision"):
         make("noise-optimization", grad_precision="float64")
+
+
+def test_noise_levels_of_a_discrete_schedule_are_the_old_formula_bit_for_bit(model):
+    """The contract's default ``noise_levels`` (from ``alphas_cumprod``) and ``q_sample`` give
+    exactly the pre-generalisation sqrt(abar) z0 + sqrt(1 - abar) eps (AudioLDM2 / TANGO / the
+    canary numbers unchanged), at every grid timestep."""
+    import math
+
+    ctx = context(model, SAMPLES)
+    z0 = D.latents(ctx)
+    eps = ctx.randn(tuple(z0.shape[1:]), "test")
+    ac = model.alphas_cumprod()
+    for t in range(0, 1000, 37):
+        a = float(ac[t])
+        assert D.noise_level(ctx, t) == (math.sqrt(a), math.sqrt(1.0 - a))
+        assert torch.equal(D.q_sample(z0, D.noise_level(ctx, t), eps),
+                           math.sqrt(a) * z0 + math.sqrt(1.0 - a) * eps)
+    alpha, sigma, model_t = model.noise_levels(torch.tensor([0, 100, 999]))
+    assert model_t.tolist() == [0.0, 100.0, 999.0]
+    torch.testing.assert_close(alpha ** 2 + sigma ** 2, torch.ones(3, dtype=torch.float64))
 
 
 # ---------------------------------------------------------------------------------------------

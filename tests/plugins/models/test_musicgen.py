@@ -221,6 +221,15 @@ def test_melody_checkpoint_is_refused_before_anything_is_built(parts, tmp_path, 
     assert not called
 
 
+def test_provider_args_are_not_taken_for_a_conditioner(parts, tmp_path):
+    """``conditioners.args`` (the provider's merge/drop options, which audiocraft's loader
+    deletes) is not a conditioner: such a text-only checkpoint loads."""
+    ck = write_tiny_musicgen(tmp_path / "args", t5_dir=parts["t5"], extra_conditioners={
+        "args": {"merge_text_conditions_p": 0.25, "drop_desc_p": 0.5}})
+    mg = _model({**parts, "ckpt": ck}).load()
+    assert set(mg.lm.condition_provider.conditioners) == {"description"}
+
+
 def test_bad_params_and_folders_raise_named_errors(parts, tmp_path):
     from harness.errors import ConfigError, ModelLoadError
     from plugins.models._musicgen_impl import MusicGenModel
@@ -244,3 +253,32 @@ def test_identity_follows_the_codec_folder(parts, tmp_path):
     cfg = other / "config.json"
     cfg.write_text(cfg.read_text().replace('"num_lstm_layers": 1', '"num_lstm_layers": 2'))
     assert _model({**parts, "encodec": other}).identity()["encodec"] != a["encodec"]
+
+
+@pytest.mark.parametrize("dtype,tol", [("float32", 1e-6), ("float16", 0.02)])
+def test_the_gpu_load_path_runs_in_the_suite_dtype(parts, clips, model, monkeypatch, dtype, tol):
+    """audiocraft's ``load_lm_model`` on a GPU builds the LM with ``cfg.dtype='float16'`` (the
+    transformer half, embeddings and heads float32), emulated here on CPU: the plugin casts the
+    whole LM to the suite's dtype (reloading the checkpoint weights for float32), so features
+    match the CPU load exactly in float32 and closely in float16."""
+    from audiocraft.models import musicgen as mg_mod
+
+    from harness.dtypes import module_dtypes
+
+    real = mg_mod.load_lm_model
+
+    def load(*a, **k):
+        lm = real(*a, **k)
+        lm.transformer.half()
+        return lm
+
+    monkeypatch.setattr(mg_mod, "load_lm_model", load)
+    samples = _samples(clips)
+    m = _model(parts, dtype=dtype)
+    assert module_dtypes(m.load().lm) == {dtype}
+    got = m.provide(samples, {COND, CONTRAST}, None)
+    want = model.provide(samples, {COND, CONTRAST}, None)
+    for name in (COND, CONTRAST):
+        for a, b in zip(got[name], want[name]):
+            np.testing.assert_array_equal(a.token_ids, b.token_ids)
+            assert abs(a.logprob.mean() - b.logprob.mean()) < tol
