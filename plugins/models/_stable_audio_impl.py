@@ -54,7 +54,7 @@ from harness.errors import ConfigError, ModelLoadError
 from harness.segments import PADDING_POLICIES
 
 from . import _audio
-from ._diffusers_shared import freeze, posterior_latents, resolve_checkpoint
+from ._diffusers_shared import SwitchableDenoiser, freeze, posterior_latents, resolve_checkpoint
 
 #: components read (the scheduler as its config only)
 NEEDED = ("vae", "text_encoder", "tokenizer", "projection_model", "transformer", "scheduler")
@@ -107,10 +107,11 @@ def audioldm2_abar() -> torch.Tensor:
     return torch.cumprod(1.0 - betas, 0)
 
 
-class StableAudioOpen(DiffusionModel):
+class StableAudioOpen(SwitchableDenoiser, DiffusionModel):
     """Stable Audio Open 1.0 (or a fine-tune saved in the same diffusers layout)."""
 
     num_train_timesteps = GRID
+    denoiser_key = "transformer"  # the DiT (SwitchableDenoiser: float32 gradient passes)
     path_or_hub_params = ("checkpoint",)
     defaults = {
         "checkpoint": None,          # diffusers StableAudioPipeline folder, or hub id stabilityai/stable-audio-open-1.0
@@ -352,12 +353,12 @@ class StableAudioOpen(DiffusionModel):
 
     def predict_v(self, z_t: torch.Tensor, tau: torch.Tensor, condition: dict) -> torch.Tensor:
         """The DiT's raw output (v) at continuous times ``tau`` [B]."""
-        dit = self.m["transformer"]
-        return dit(z_t.to(self.device, self.dtype), tau.to(self.device, torch.float32),
+        dit, dtype = self.denoiser()  # the DiT in denoiser_dtype() (float32 gradient passes)
+        return dit(z_t.to(self.device, dtype), tau.to(self.device, torch.float32),
                    encoder_hidden_states=condition["encoder_hidden_states"].to(self.device,
-                                                                               self.dtype),
+                                                                               dtype),
                    global_hidden_states=condition["global_hidden_states"].to(self.device,
-                                                                             self.dtype),
+                                                                             dtype),
                    rotary_embedding=self.rotary(int(z_t.shape[-1])), return_dict=False)[0]
 
     def predict_noise(self, z_t: torch.Tensor, t, condition: dict) -> torch.Tensor:

@@ -311,6 +311,11 @@ def test_reduced_precision_is_close_to_float32(sao_dir, model, clips, dtype, tol
         e_ref = model.predict_noise(z, t, ref[CONDITION])
         e_low = low.predict_noise(z, t, got[CONDITION])
     assert e_low.dtype == torch.float32 and rel(e_low, e_ref) < tol
+    # the gradient attacks' float32 passes: the same weights, float32 arithmetic
+    with low.denoiser_precision("float32"), torch.no_grad():
+        e_32 = low.predict_noise(z, t, got[CONDITION])
+    assert low.denoiser()[1] == getattr(torch, dtype)  # back to the suite's dtype after
+    assert rel(e_32, e_ref) < tol and not torch.equal(e_32, e_low)
 
 
 @pytest.mark.slow
