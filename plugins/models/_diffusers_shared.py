@@ -64,6 +64,29 @@ def resolve_checkpoint(checkpoint, plugin: str, expected: str) -> Path:
             f"{expected}.") from exc
 
 
+def component_class(index: dict, name: str, pipeline: str, plugin: str):
+    """The class ``model_index.json`` declares for component ``name`` of a diffusers pipeline
+    folder: from diffusers, transformers, or the pipeline's own module
+    (``diffusers.pipelines.<pipeline>``); an unknown tokenizer class falls back to
+    ``AutoTokenizer``."""
+    import importlib
+
+    import diffusers
+    import transformers
+
+    library, cls_name = index[name][0], index[name][1]
+    source = {"diffusers": diffusers, "transformers": transformers}.get(library)
+    if source is None and library == pipeline:
+        source = importlib.import_module(f"diffusers.pipelines.{pipeline}")
+    cls = getattr(source, cls_name, None) if source is not None else None
+    if cls is None and name.startswith("tokenizer"):
+        cls = transformers.AutoTokenizer
+    if cls is None:
+        raise ModelLoadError(f"model '{plugin}': component {name} declares an unknown class "
+                             f"{library}.{cls_name}")
+    return cls
+
+
 def to_epsilon(pred: torch.Tensor, z_t: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor,
                prediction_type: str) -> torch.Tensor:
     """ε from a model output: identity for ε-prediction; ε = sqrt(ᾱ)·v + sqrt(1−ᾱ)·z_t for v."""

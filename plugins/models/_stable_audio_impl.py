@@ -54,7 +54,8 @@ from harness.errors import ConfigError, ModelLoadError
 from harness.segments import PADDING_POLICIES
 
 from . import _audio
-from ._diffusers_shared import SwitchableDenoiser, freeze, posterior_latents, resolve_checkpoint
+from ._diffusers_shared import (SwitchableDenoiser, component_class, freeze, posterior_latents,
+                                resolve_checkpoint)
 
 #: components read (the scheduler as its config only)
 NEEDED = ("vae", "text_encoder", "tokenizer", "projection_model", "transformer", "scheduler")
@@ -190,19 +191,7 @@ class StableAudioOpen(SwitchableDenoiser, DiffusionModel):
     # -- loading ---------------------------------------------------------------------------
 
     def _component(self, name: str):
-        import diffusers
-        import transformers
-        from diffusers.pipelines import stable_audio as sa_mod
-
-        library, cls_name = self.index[name][0], self.index[name][1]
-        source = {"diffusers": diffusers, "transformers": transformers,
-                  "stable_audio": sa_mod}.get(library)
-        cls = getattr(source, cls_name, None) if source is not None else None
-        if cls is None and name == "tokenizer":
-            cls = transformers.AutoTokenizer
-        if cls is None:
-            raise ModelLoadError(f"model '{self._name}': component {name} declares an unknown "
-                                 f"class {library}.{cls_name}")
+        cls = component_class(self.index, name, "stable_audio", self._name)
         if name == "tokenizer":
             try:
                 return cls.from_pretrained(self.root / name)
