@@ -9,8 +9,23 @@ data and these settings: conditional loss AUC 0.934 → 0.989 overall, 0.86 → 
 clips; chance 0.5).
 
 The guidance-contrast features stay weak on the *short* clips whatever the padding (AUC ≈ 0.45
-short, 0.97 on clips ≥ 3 s, 0.66 overall): with a few words of speech the audio prefix identifies
-the clip, so the null condition memorises members too. That is asserted as measured, not hidden.
+short, 0.97 on clips ≥ 3 s, 0.66 overall). That is asserted as measured, not hidden. What the
+per-token log-probs say (this data, these settings; member vs non-member means, nats):
+
+* the conditional model memorises a short member far less than a long one *at the same token
+  positions* (tokens 0–40: −1.25 short vs −0.23 long; non-members −2.05 / −2.11), so less of a
+  short clip's identity comes from its caption;
+* the contrast log-prob (log softmax(l_c − l_u)) is below −log V for every clip (−6 to −9 with
+  V = 64): the null condition predicts the next token better than the caption does once the
+  audio prefix is known, for members and non-members alike; only long members rise above the
+  non-members (−5.7 vs −7.2 on tokens 0–40);
+* not the captions' wording: re-captioning the same audio with descriptions that make every
+  caption unique (language, speed, pitch and text) lifts the short members' conditional
+  memorisation (tokens 0–40: −0.79) but leaves the short-clip contrast AUC at 0.52 (0.67 overall);
+* not padding (excluded here, and the test's first version showed the padding made it worse).
+The remaining suspect is the token-weighted training loss: a short clip contributes a fifth of a
+long clip's tokens, so its caption→audio association gets a fifth of the gradient (AudioGen's
+own training crops every clip to the same 10 s, where the two weightings agree).
 """
 
 from __future__ import annotations
