@@ -520,6 +520,9 @@ def _resolve_params(kind: str, plugin: str, params: dict, base: Path) -> None:
         if isinstance(ref, dict) and isinstance(ref.get("source"), str):
             ref["params"] = dict(ref.get("params") or {})
             _resolve_params("dataset", ref["source"], ref["params"], base)
+            for ids in ("include_ids", "exclude_ids"):
+                if ref.get(ids):
+                    ref[ids] = _absolute(ref[ids], base)
 
 
 def resolve_relative(suite: Suite, base: Path) -> None:

@@ -51,8 +51,8 @@ from harness.errors import ConfigError, ModelLoadError
 from harness.segments import PADDING_POLICIES
 
 from . import _audio
-from ._diffusers_shared import (DTYPES, check_choice, freeze, posterior_latents, resolve_checkpoint,
-                                UNetDenoiser, scheduler_alphas)
+from ._diffusers_shared import (DTYPES, UNetDenoiser, check_choice, component_class, freeze,
+                                posterior_latents, resolve_checkpoint, scheduler_alphas)
 
 # ---------------------------------------------------------------------------------------------
 # AudioLDM2
@@ -161,20 +161,10 @@ class AudioLDM2(UNetDenoiser, DiffusionModel):
         return self._scheduler
 
     def _component(self, name: str):
-        import diffusers
-        import transformers
-        from diffusers.pipelines import audioldm2 as ldm2_mod
+        from harness import safeload
 
         library, cls_name = self.index[name][0], self.index[name][1]
-        source = {"diffusers": diffusers, "transformers": transformers,
-                  "audioldm2": ldm2_mod}.get(library)
-        cls = getattr(source, cls_name, None) if source is not None else None
-        if cls is None and name.startswith("tokenizer"):
-            cls = transformers.AutoTokenizer
-        if cls is None:
-            raise ModelLoadError(f"model '{self.registered_name or 'audioldm2'}': component "
-                                 f"{name} declares an unknown class {library}.{cls_name}")
-        from harness import safeload
+        cls = component_class(self.index, name, "audioldm2", self.registered_name or "audioldm2")
 
         safeload.check_folder(self.root / name, what=f"AudioLDM2 {name} weights")
         try:
