@@ -18,6 +18,7 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/di_stats.py
+	$(PY) benchmarks/di_null.py
 	$(PY) benchmarks/diffusion_suite.py
 	$(PY) benchmarks/autoregressive_suite.py
 	$(PY) benchmarks/autoregressive_suite.py --proportioned

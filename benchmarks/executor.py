@@ -119,7 +119,8 @@ def main() -> None:
         import yaml
 
         setup = {**raw, "data": {"folk-audio": {**raw["data"]["folk-audio"], "n_members": 2,
-                                                "n_nonmembers": 2}}}  # trains on all n
+                                                "n_nonmembers": 2}},  # trains on all n
+                 "mia": {**raw["mia"], "selection": "best"}}  # 2 samples cannot be halved
         runner.run(suite_mod.loads(yaml.safe_dump(setup)), log=False, echo=lambda m: None)
         default_threads = torch.get_num_threads()
         load0 = os.getloadavg()

@@ -203,6 +203,7 @@ class AutoregressiveModel(Model):
 LATENTS = "latents"          # torch.Tensor [B, ...]: deterministic latent (posterior mean default)
 CONDITION = "condition"      # dict[str, Tensor], batch-first: the caption's encoding
 NULL_CONDITION = "null_condition"  # same structure: the model's own null condition
+LATENT_MASK = "latent_mask"  # torch.bool, broadcastable to the latents: True where z_0 is audio
 
 
 class DiffusionModel(Model):
@@ -225,8 +226,48 @@ class DiffusionModel(Model):
     family = "diffusion"
     num_train_timesteps: int = 1000
 
+    #: axis of the latents that is time ([B, C, T, F] for the mel-spectrogram LDMs)
+    latent_time_axis: int = 2
+
     def outputs(self) -> set[str]:
-        return {LATENTS, CONDITION, NULL_CONDITION}
+        return {LATENTS, CONDITION, NULL_CONDITION, LATENT_MASK}
+
+    def window_seconds(self) -> float | None:
+        """Seconds of audio the latent's time axis spans (its input window); None for a model
+        whose latents have no time axis or that does not pad (every latent entry is audio)."""
+        return None
+
+    def scoring_windows(self, sample: Sample) -> "list | None":
+        """The first ``window_seconds()`` of the sample (diffusion models score one window)."""
+        w = self.window_seconds()
+        if w is None:
+            return None
+        from . import segments
+
+        return segments.plan(sample, float(w), "first")
+
+    def latent_mask(self, samples: Sequence[Sample], latents: "torch.Tensor") -> "torch.Tensor":
+        """``LATENT_MASK`` for ``latents`` [B, ...]: False on the latent frames that lie wholly in
+        the zero-padding after a clip shorter than the window (a frame holding any audio is kept),
+        all True under ``padding: include`` or for models that do not pad. Why: the padding is
+        the same for members and non-members, and scored it dilutes the denoising error of a
+        short clip (the autoregressive path's lesson, issue #9)."""
+        import math
+
+        import torch
+
+        shape = [latents.shape[0]] + [1] * (latents.dim() - 1)
+        w, axis = self.window_seconds(), self.latent_time_axis
+        if w is None or self.padding_policy() == "include":
+            return torch.ones(shape, dtype=torch.bool, device=latents.device)
+        frames = latents.shape[axis]
+        shape[axis] = frames
+        mask = torch.ones(shape, dtype=torch.bool)
+        for i, s in enumerate(samples):
+            win = self.scoring_windows(s)[0]
+            n = min(frames, max(1, math.ceil(win.seconds / win.length * frames - 1e-6)))
+            mask.select(0, i).narrow(axis - 1, n, frames - n).fill_(False)
+        return mask.to(latents.device)
 
     def provide(self, samples: Sequence[Sample], needs: set[str], ctx: "BatchContext") -> dict:
         """Encode each sample once for all the cell's attacks: its latent (``encode_audio``), its
@@ -246,8 +287,12 @@ class DiffusionModel(Model):
                 "with full-length recordings); cut the clips to their own files first")
         out: dict = {}
         with torch.no_grad():
-            if LATENTS in needs:
-                out[LATENTS] = self.encode_audio([s.path for s in samples], ctx)
+            if LATENTS in needs or LATENT_MASK in needs:
+                z0 = self.encode_audio([s.path for s in samples], ctx)
+                if LATENTS in needs:
+                    out[LATENTS] = z0
+                if LATENT_MASK in needs:
+                    out[LATENT_MASK] = self.latent_mask(samples, z0)
             if CONDITION in needs or NULL_CONDITION in needs:
                 cond = self.encode_text([s.caption for s in samples])
                 if CONDITION in needs:

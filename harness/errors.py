@@ -54,6 +54,10 @@ class ClipTooShortError(DataError):
     """A clip (or its requested span) is shorter than the least audio a model can score."""
 
 
+class MissingSampleError(DataError):
+    """An id list (``include_ids`` / ``exclude_ids``) names samples the split does not have."""
+
+
 class PluginContractError(HarnessError, AssertionError):
     """A plugin broke its contract (``harness.testing`` checks); the message lists what to fix.
     An AssertionError too, so pytest reports it as a test failure."""

@@ -89,11 +89,26 @@ def _needs_provides(info: PluginInfo, cls) -> list[str]:
         obj = cls(**({"device": "cpu"} if info.kind == "model" else {}))
         got = obj.needs() if info.kind == "attack" else obj.outputs()
     except Exception as exc:  # noqa: BLE001 (shown to the user, not hidden)
-        return [f"{what}: depends on the parameters ({type(exc).__name__}: {exc})"]
+        got = _outputs_unchecked(cls) if info.kind == "model" else None
+        if got is None:
+            return [f"{what}: depends on the parameters ({type(exc).__name__}: {exc})"]
     line = f"{what}: {', '.join(sorted(got)) or '(nothing)'}"
     if info.kind == "attack" and "mode" in (getattr(cls, "defaults", {}) or {}):
         line += "  (with the default parameters; e.g. mode: conditional changes it)"
     return [line]
+
+
+def _outputs_unchecked(cls) -> set[str] | None:
+    """A model's outputs when its defaults are not a valid configuration (a required checkpoint):
+    ``outputs()`` of the built-in families reads class attributes only, so it is asked of an
+    instance that skipped ``validate``; None when that is not enough."""
+    try:
+        obj = object.__new__(cls)
+        obj.params = copy.deepcopy(getattr(cls, "defaults", {}) or {})
+        obj.device = "cpu"
+        return set(obj.outputs())
+    except Exception:  # noqa: BLE001 (the caller shows the constructor's error instead)
+        return None
 
 
 def _example(info: PluginInfo, cls) -> str:

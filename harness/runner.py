@@ -148,7 +148,7 @@ def load_cell_data(suite: Suite, data_name: str, echo: Echo) -> CellData:
     from .inputs import check_files
 
     entry = suite.data[data_name]
-    refs = {"members": entry.members.model_dump(), "nonmembers": entry.nonmembers.model_dump()}
+    refs = {"members": entry.members.as_ref(), "nonmembers": entry.nonmembers.as_ref()}
     picked = {}
     for side in ("members", "nonmembers"):
         try:

@@ -24,11 +24,27 @@ class _Strict(BaseModel):
 
 
 class DataRef(_Strict):
-    """One split of one dataset source."""
+    """One split of one dataset source, optionally filtered by id list files (``include_ids``:
+    keep only the listed samples, e.g. a model's published training list; ``exclude_ids``: drop
+    them). An id the split lacks is an error unless ``missing_ids: warn``
+    (harness.datasets.filter_ids)."""
 
     source: str
     split: str
     params: dict[str, Any] = Field(default_factory=dict)
+    include_ids: str | None = None
+    exclude_ids: str | None = None
+    missing_ids: Literal["error", "warn"] = "error"
+
+    def as_ref(self) -> dict:
+        """The ``{source, split, params}`` dict ``harness.datasets.resolve`` takes; the id-list
+        keys only when set, so references without them keep their cache keys."""
+        out = self.model_dump(exclude={"include_ids", "exclude_ids", "missing_ids"})
+        out.update({k: v for k in ("include_ids", "exclude_ids")
+                    if (v := getattr(self, k)) is not None})
+        if self.include_ids or self.exclude_ids:
+            out["missing_ids"] = self.missing_ids
+        return out
 
 
 class DataEntry(_Strict):
@@ -522,6 +538,9 @@ def resolve_relative(suite: Suite, base: Path) -> None:
     for entry in suite.data.values():
         for ref in (entry.members, entry.nonmembers):
             _resolve_params("dataset", ref.source, ref.params, base)
+            for key in ("include_ids", "exclude_ids"):
+                if getattr(ref, key):
+                    setattr(ref, key, _absolute(getattr(ref, key), base))
 
 
 def _check_references(suite: Suite, root, source: str) -> None:

@@ -236,17 +236,39 @@ def ui_command(uri: str, port: int = UI_PORT) -> str:
     return f"mlflow ui --backend-store-uri '{uri}' --port {port}"
 
 
-def leaderboard_url(uri: str, experiment_id: str, port: int = UI_PORT,
-                    target_fpr: float = 0.01) -> str:
-    """The runs view of the experiment filtered to MIA cells, best AUC first."""
-    from urllib.parse import quote
+#: MLflow's UI opens a runs table with stored filters, sort and columns when its URL carries
+#: ``viewStateShareKey=KEY`` and the experiment has the tag ``mlflow.sharedViewState.KEY`` (what
+#: its "Share" button writes). Columns cannot be chosen by URL parameters, so the leaderboard is
+#: such a stored view, written by every ``log_results``.
+SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
+LEADERBOARD_KEY = "harness-leaderboard"
 
+
+def leaderboard_view(target_fpr: float = 0.01) -> dict:
+    """The stored view: MIA cells, best AUC first, the metrics with their chance levels."""
+    tkey = fpr_key(target_fpr)
+    cols = [f"metrics.`{m}`" for m in ("auc", tkey, "auc_null_q95", "tpr_null_q95")]
+    cols += [f"tags.`{t}`" for t in ("family", "model", "data", "attack")]
+    cols += [f"params.`{p}`" for p in ("n_members", "n_nonmembers")]
+    return {"searchFilter": 'tags.kind = "mia"', "orderByKey": "metrics.`auc`",
+            "orderByAsc": False, "startTime": "ALL", "lifecycleFilter": "Active",
+            "selectedColumns": cols}
+
+
+def _set_leaderboard_view(client, exp_id: str, res: dict) -> None:
+    target = float(next((e.get("target_fpr") for e in res["mia"] if e.get("target_fpr")), 0.01))
+    client.set_experiment_tag(exp_id, SHARED_VIEW_PREFIX + LEADERBOARD_KEY,
+                              json.dumps(leaderboard_view(target)))
+
+
+def leaderboard_url(uri: str, experiment_id: str, port: int = UI_PORT) -> str:
+    """The experiment's runs table opened on the stored leaderboard view (``leaderboard_view``);
+    only the share key is in the URL, since the UI ignores a stored view when the URL also
+    carries filters."""
     uri = normalize_uri(uri)
     base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else \
         f"http://127.0.0.1:{port}"
-    query = (f"searchFilter={quote('tags.kind = ' + chr(34) + 'mia' + chr(34))}"
-             f"&orderByKey={quote('metrics.`auc`')}&orderByAsc=false")
-    return f"{base}/#/experiments/{experiment_id}/runs?{query}"
+    return f"{base}/#/experiments/{experiment_id}/runs?viewStateShareKey={LEADERBOARD_KEY}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -735,6 +757,7 @@ def log_results(results_dir: str | os.PathLike, tracking_uri: str = "sqlite:///m
                         _log_blind(client, exp_id, parent_id, results_dir, entry, stage)
                     _log_overview(client, parent_id, uri, experiment, results_dir, res, stage)
                 client.set_terminated(parent_id, "FINISHED")
+            _set_leaderboard_view(client, exp_id, res)
     except DataError:
         _fail(client, parent_id)
         raise

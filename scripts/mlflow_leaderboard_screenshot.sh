@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Scripted check (not in CI): serve a suite's MLflow store with `mlflow ui`, open the leaderboard
 # URL that `harness run` prints in headless Chromium (Debian's `chromium`) and save a screenshot,
-# then check that the page lists the MIA runs with the auc and tpr_at_fpr_0.01 columns.
+# then check that the page lists the MIA runs with the auc and tpr_at_fpr_0.01 columns. The
+# columns come from the leaderboard view `harness log`/`run` stores in the experiment (tag
+# mlflow.sharedViewState.harness-leaderboard, opened by ?viewStateShareKey=harness-leaderboard).
 #
 #   bash scripts/mlflow_leaderboard_screenshot.sh [STORE_URI] [EXPERIMENT] [OUT.png]
 #   defaults: sqlite:///mlflow.db (the demo's store, after `make demo`), demo, leaderboard.png
@@ -33,7 +35,7 @@ UI_PID=$!
 PROFILE=$(mktemp -d)
 cleanup() { kill "$UI_PID" 2>/dev/null || true; rm -rf "$PROFILE" "$LOG"; }
 trap cleanup EXIT
-for _ in $(seq 60); do
+for _ in $(seq 180); do   # a loaded machine can take minutes
   curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
   sleep 1
 done
@@ -45,7 +47,8 @@ CH=("$CHROMIUM" --headless --no-sandbox --disable-gpu --hide-scrollbars
 DOM=$("${CH[@]}" --dump-dom "$URL" 2>/dev/null)
 echo "screenshot: $OUT"
 ok=1
-for want in "auc" "tpr_at_fpr_0.01" " × "; do
+# column headers (ag-grid col-id), not just the words: a view without the columns has neither
+for want in 'col-id="metrics.`auc`"' 'col-id="metrics.`tpr_at_fpr_0.01`"' " × "; do
   if grep -qF -- "$want" <<<"$DOM"; then echo "page shows: '$want'"; else
     echo "page lacks: '$want'" >&2; ok=0; fi
 done

@@ -150,3 +150,16 @@ def test_plugins_name_json_carries_the_parameters():
     assert params["pian_scale"]["default"] == "cdi"
     assert params["pian_scale"]["choices"] == ["cdi", "pia-code"]
     assert params["t"]["doc"] and params["t"]["choices"] is None
+
+
+def test_a_model_needing_a_checkpoint_still_shows_what_it_provides():
+    """The defaults of a released model are no valid configuration (no checkpoint): its outputs
+    come from the class, so the page says what attacks it can serve."""
+    out = {}
+    for name in ("figaro", "musicgen", "tango"):
+        res = CliRunner().invoke(cli, ["plugins", name])
+        assert res.exit_code == 0, res.output
+        out[name] = next(ln for ln in res.output.splitlines() if ln.startswith("provides"))
+    assert out["figaro"] == "provides: token_stats/conditional"  # no classifier-free guidance
+    assert out["musicgen"] == "provides: token_stats/conditional, token_stats/contrast"
+    assert out["tango"] == "provides: condition, latent_mask, latents, null_condition"

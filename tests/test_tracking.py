@@ -340,22 +340,35 @@ def test_roc_curve_and_plot(tmp_path):
 
 
 def test_experiment_opens_on_runs_and_leaderboard_url(logged):
+    import json
     from urllib.parse import parse_qs, urlsplit
 
     from mlflow import MlflowClient
 
-    from harness.tracking import EXPERIMENT_KIND, leaderboard_url, ui_command
+    from harness.tracking import (EXPERIMENT_KIND, LEADERBOARD_KEY, SHARED_VIEW_PREFIX,
+                                  leaderboard_url, ui_command)
 
     uri, d, run_id = logged
     exp = MlflowClient(uri).get_experiment_by_name("demo")
     assert exp.tags[EXPERIMENT_KIND[0]] == "custom_model_development"
     url = leaderboard_url(uri, exp.experiment_id)
     assert url.startswith(f"http://127.0.0.1:5000/#/experiments/{exp.experiment_id}/runs?")
+    # only the share key: MLflow's UI ignores a stored view when the URL carries filters too
     q = parse_qs(urlsplit(url.split("#", 1)[1]).query)
-    assert q == {"searchFilter": ['tags.kind = "mia"'], "orderByKey": ["metrics.`auc`"],
-                 "orderByAsc": ["false"]}
-    # the filter in the URL is one MLflow accepts and finds the MIA cells with
-    assert len(search(uri, "demo", q["searchFilter"][0])) == 3
+    assert q == {"viewStateShareKey": [LEADERBOARD_KEY]}
+    view = json.loads(exp.tags[SHARED_VIEW_PREFIX + LEADERBOARD_KEY])
+    assert view["orderByKey"] == "metrics.`auc`" and view["orderByAsc"] is False
+    # the columns a user would otherwise pick by hand, chance levels included
+    assert view["selectedColumns"][:4] == ["metrics.`auc`", "metrics.`tpr_at_fpr_0.01`",
+                                           "metrics.`auc_null_q95`", "metrics.`tpr_null_q95`"]
+    # every column names something the MIA runs carry, and the filter finds exactly them
+    runs = search(uri, "demo", view["searchFilter"])
+    assert len(runs) == 3
+    r = runs[0].data
+    have = {f"metrics.`{k}`" for k in r.metrics} | {f"params.`{k}`" for k in r.params} | \
+        {f"tags.`{k}`" for k in r.tags}
+    assert {"metrics.`auc`", "metrics.`tpr_at_fpr_0.01`", "tags.`family`", "tags.`model`",
+            "params.`n_members`"} <= have
     assert ui_command(uri) == f"mlflow ui --backend-store-uri '{uri}' --port 5000"
     assert leaderboard_url("http://mlflow.example:8080/", "7").startswith(
         "http://mlflow.example:8080/#/experiments/7/runs?")

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .. import hookimpl, plugins
-from ..contracts import (CONDITION, LATENTS, NULL_CONDITION, TOKEN_STATS_CONDITIONAL,
+from ..contracts import (CONDITION, LATENT_MASK, LATENTS, NULL_CONDITION, TOKEN_STATS_CONDITIONAL,
                          TOKEN_STATS_CONTRAST, Attack, FeatureSpec)
 from ..errors import ConfigError, HarnessError, PluginContractError
 from .suites import registered, run_suite, toy_suite, toys_registered
@@ -29,7 +29,7 @@ from .suites import registered, run_suite, toy_suite, toys_registered
 #: toy model per attack family, and the outputs the family's contract provides
 TOY_MODELS = {"autoregressive": "toy-autoregressive", "diffusion": "toy-diffusion"}
 PROVIDED = {"autoregressive": {TOKEN_STATS_CONDITIONAL, TOKEN_STATS_CONTRAST},
-            "diffusion": {LATENTS, CONDITION, NULL_CONDITION}}
+            "diffusion": {LATENTS, CONDITION, NULL_CONDITION, LATENT_MASK}}
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,7 +280,7 @@ def _check_attack(rep, info, reg_name, params, vary, n, rtol, atol, expect_signa
             f"needs() = {sorted(needs)} but the {' / '.join(families)} model contract provides "
             f"{sorted(set().union(*(PROVIDED[f] for f in families)))}; use the output names from "
             "harness.contracts (TOKEN_STATS_CONTRAST, TOKEN_STATS_CONDITIONAL, LATENTS, "
-            "CONDITION, NULL_CONDITION)")
+            "CONDITION, NULL_CONDITION, LATENT_MASK)")
         return
     toys = ", ".join(TOY_MODELS[f] for f in runnable)
     rep.passed["needs"] = f"{sorted(needs)} provided by {toys}"

@@ -46,6 +46,13 @@ depend on the batch it is in (except ``joint: true``).
 All attack arithmetic runs in float32 on the latents' device; the model casts its inputs to its own
 dtype inside ``predict_noise`` and the result is brought back to float32 here.
 
+Padding (``LATENT_MASK``): a clip shorter than the model's window has latent frames that are pure
+zero-padding, the same for members and non-members. Every norm below runs over the entries that
+hold audio only, rescaled to the full latent's size (x N / n_valid), so a clip without padding
+gets exactly CDI's number and a short clip's number means the same per entry; Gradient Masking
+picks its top-k among the audio entries (k = ratio x n_valid) and Noise Optimization perturbs
+only them.
+
 Gradient precision (``grad_precision``, Gradient Masking and Noise Optimization): "float32"
 (default) runs the attack's denoiser passes, gradient passes included, in float32 through the
 model's ``denoiser_precision`` (the suite's weights, float32 arithmetic); "model" runs them in the
@@ -64,7 +71,7 @@ from typing import Any, Callable, ClassVar, Sequence
 import numpy as np
 import torch
 
-from harness.contracts import CONDITION, LATENTS, Attack, BatchContext, FeatureSpec
+from harness.contracts import CONDITION, LATENT_MASK, LATENTS, Attack, BatchContext, FeatureSpec
 from harness.errors import ConfigError
 
 #: CDI's timestep grid for Multiple Loss and Gradient Masking
@@ -108,6 +115,12 @@ def latents(ctx: BatchContext) -> torch.Tensor:
     return ctx.output(LATENTS).detach().float()
 
 
+def audio_mask(ctx: BatchContext) -> torch.Tensor:
+    """The model's ``LATENT_MASK`` expanded to the latents' shape (True where z_0 is audio)."""
+    z0 = ctx.output(LATENTS)
+    return ctx.output(LATENT_MASK).to(device=z0.device, dtype=torch.bool).expand(z0.shape)
+
+
 def noise_level(ctx: BatchContext, t: int, t0: str = "first-step") -> tuple[float, float]:
     """(alpha_t, sigma_t) of grid timestep ``t`` under the chosen t=0 convention, from the
     model's ``noise_levels`` (a discrete model's sqrt(abar_t), sqrt(1 - abar_t); a
@@ -128,9 +141,20 @@ def q_sample(z0: torch.Tensor, level: tuple[float, float], eps: torch.Tensor) ->
     return alpha * z0 + sigma * eps
 
 
-def norm(x: torch.Tensor, kind: str) -> torch.Tensor:
-    """Per-sample L2 norm (CDI code) or squared L2 (papers) over all latent dims: [B]."""
-    sq = x.flatten(1).pow(2).sum(1)
+def _rescale(mask: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | float:
+    """N / n_valid per sample (1.0 without a mask): a masked sum rescaled to the full latent."""
+    if mask is None:
+        return 1.0
+    m = mask.flatten(1)
+    return (m.shape[1] / m.sum(1).clamp_min(1)).to(like.dtype)
+
+
+def norm(x: torch.Tensor, kind: str, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample L2 norm (CDI code) or squared L2 (papers) over the latent's audio entries
+    (``mask``; all when None), rescaled to the full latent: [B]."""
+    if mask is not None:
+        x = x * mask
+    sq = x.flatten(1).pow(2).sum(1) * _rescale(mask, x)
     return sq.sqrt() if kind == "l2" else sq
 
 
@@ -170,7 +194,7 @@ class MultiT:
 
 def _multi_t_pass(ctx: BatchContext, timesteps: Sequence[int], t0: str, with_grad: bool,
                   eps: torch.Tensor | None = None) -> MultiT:
-    z0 = latents(ctx)
+    z0, m = latents(ctx), audio_mask(ctx)
     cond = ctx.output(CONDITION)
     if eps is None:
         eps = ctx.randn(tuple(z0.shape[1:]), MULTI_T_PURPOSE, device=z0.device)
@@ -184,7 +208,7 @@ def _multi_t_pass(ctx: BatchContext, timesteps: Sequence[int], t0: str, with_gra
                 # summed over the batch: each row's gradient is its own sample's (batch-free);
                 # the gradient of the L2 norm and of its square differ by a per-sample factor,
                 # so the top-k mask is the same for both ``norm`` options.
-                (g,) = torch.autograd.grad(norm(e - eps, "l2").sum(), z_t)
+                (g,) = torch.autograd.grad(norm(e - eps, "l2", m).sum(), z_t)
             grads[t] = g.detach()
             hats[t] = e.detach()
         else:
@@ -247,8 +271,11 @@ class DiffusionAttack(Attack):
     def _name(self) -> str:
         return self.registered_name or self.default_name
 
+    #: 2: padded latent frames masked out (LATENT_MASK); float32 gradient passes
+    version = "2"
+
     def needs(self) -> set[str]:
-        return {LATENTS, CONDITION}
+        return {LATENTS, CONDITION, LATENT_MASK}
 
     def validate(self) -> None:
         p, name = self.params, self._name()
@@ -267,6 +294,17 @@ class DiffusionAttack(Attack):
                 raise ConfigError(f"attack '{name}': timesteps must be a non-empty list of "
                                   f"distinct integers >= 0 (e.g. {CDI_TIMESTEPS}); got {ts!r}")
             p["timesteps"] = [int(t) for t in ts]
+
+
+class _GradientAttack(DiffusionAttack):
+    """An attack whose passes run in ``grad_precision`` (float32 by default; see module doc)."""
+
+    def extract(self, ctx: BatchContext) -> dict[str, np.ndarray]:
+        with grad_precision(ctx, self.params["grad_precision"]):
+            return self._extract(ctx)
+
+    def _extract(self, ctx: BatchContext) -> dict[str, np.ndarray]:
+        raise NotImplementedError
 
 
 class _SweepMixin:
@@ -306,7 +344,7 @@ class DenoisingLoss(DiffusionAttack):
 
     def extract(self, ctx: BatchContext) -> dict[str, np.ndarray]:
         p = self.params
-        z0, cond = latents(ctx), ctx.output(CONDITION)
+        z0, cond, m = latents(ctx), ctx.output(CONDITION), audio_mask(ctx)
         a = noise_level(ctx, p["t"], p["t0"])
         total = torch.zeros(z0.shape[0], dtype=torch.float64, device=z0.device)
         with torch.no_grad():
@@ -314,7 +352,7 @@ class DenoisingLoss(DiffusionAttack):
                 eps = ctx.randn(tuple(z0.shape[1:]), f"diffusion/denoising-loss/{r}",
                                 device=z0.device)
                 e = predict(ctx, q_sample(z0, a, eps), p["t"], cond)
-                total += norm(e - eps, p["norm"]).double()
+                total += norm(e - eps, p["norm"], m).double()
         return {self._name(): to_numpy(total / p["n_repetitions"])}
 
 
@@ -337,8 +375,8 @@ class MultipleLoss(_SweepMixin, DiffusionAttack):
     def extract(self, ctx: BatchContext) -> dict[str, np.ndarray]:
         p = self.params
         mt = multi_t(ctx, p["timesteps"], p["t0"], need_grad=False)
-        base = self._name()
-        return {f"{base}/{t}": to_numpy(norm(mt.eps_hat[t] - mt.eps, p["norm"]))
+        base, m = self._name(), audio_mask(ctx)
+        return {f"{base}/{t}": to_numpy(norm(mt.eps_hat[t] - mt.eps, p["norm"], m))
                 for t in p["timesteps"]}
 
 
@@ -346,8 +384,10 @@ class MultipleLoss(_SweepMixin, DiffusionAttack):
 # 3.3 / 3.4 PIA and PIAN
 
 
-def _lp(d: torch.Tensor, p: float, root: bool) -> torch.Tensor:
-    s = d.double().abs().pow(p).flatten(1).sum(1)
+def _lp(d: torch.Tensor, p: float, root: bool, mask: torch.Tensor) -> torch.Tensor:
+    """sum |d|^p over the audio entries, rescaled to the full latent (p-th root if ``root``)."""
+    d = d.double() * mask
+    s = d.abs().pow(p).flatten(1).sum(1) * _rescale(mask, d)
     return s.pow(1.0 / p) if root else s
 
 
@@ -381,17 +421,17 @@ class PIA(DiffusionAttack):
     def feature_specs(self) -> list[FeatureSpec]:
         return [FeatureSpec(self._name(), False)]
 
-    def _noise(self, e0: torch.Tensor) -> torch.Tensor:
+    def _noise(self, e0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return e0
 
     def extract(self, ctx: BatchContext) -> dict[str, np.ndarray]:
         p = self.params
-        z0, cond = latents(ctx), ctx.output(CONDITION)
-        e = self._noise(eps0(ctx))
+        z0, cond, m = latents(ctx), ctx.output(CONDITION), audio_mask(ctx)
+        e = self._noise(eps0(ctx), m)
         a = noise_level(ctx, p["t"], "first-step")
         with torch.no_grad():
             back = predict(ctx, q_sample(z0, a, e), p["t"], cond)
-        return {self._name(): to_numpy(_lp(e - back, p["p"], p["root"]))}
+        return {self._name(): to_numpy(_lp(e - back, p["p"], p["root"], m))}
 
 
 class PIAN(PIA):
@@ -409,9 +449,10 @@ class PIAN(PIA):
         super().validate()
         _choice(self.params, "pian_scale", tuple(PIAN_SCALES), self._name())
 
-    def _noise(self, e0: torch.Tensor) -> torch.Tensor:
+    def _noise(self, e0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         shape = (-1,) + (1,) * (e0.dim() - 1)
-        mean_abs = e0.abs().flatten(1).mean(1).clamp_min(1e-12).view(shape)
+        mean_abs = e0.abs().mul(mask).flatten(1).mean(1) * _rescale(mask, e0)
+        mean_abs = mean_abs.clamp_min(1e-12).view(shape)
         return e0 / mean_abs * PIAN_SCALES[self.params["pian_scale"]]
 
 
@@ -419,7 +460,7 @@ class PIAN(PIA):
 # 3.5 Gradient Masking
 
 
-class GradientMasking(_SweepMixin, DiffusionAttack):
+class GradientMasking(_SweepMixin, _GradientAttack):
     """CDI: per t, mask M = top ``masking_ratio`` of |d loss / d z_t| (per sample, flattened);
     query f on z~ = eps at M and z0 (code) or z_t (paper) elsewhere, without further noising;
     feature ||(target - f(z~, t, c))[M]|| with target eps - z0 (code) or eps. Lower = member.
@@ -436,7 +477,8 @@ class GradientMasking(_SweepMixin, DiffusionAttack):
         "t0": "first-step",             # t=0: "first-step" | "clean"
         "grad_precision": "float32",    # "float32" | "model": dtype of the denoiser passes
     }
-    param_choices = {"unmasked": GM_UNMASKED, "target": GM_TARGETS}
+    param_choices = {"unmasked": GM_UNMASKED, "target": GM_TARGETS,
+                     "grad_precision": GRAD_PRECISIONS}
 
     def validate(self) -> None:
         super().validate()
@@ -447,26 +489,27 @@ class GradientMasking(_SweepMixin, DiffusionAttack):
         _choice(p, "unmasked", GM_UNMASKED, name)
         _choice(p, "target", GM_TARGETS, name)
 
-    def extract(self, ctx: BatchContext) -> dict[str, np.ndarray]:
-        with grad_precision(ctx, self.params["grad_precision"]):
-            return self._extract(ctx)
-
     def _extract(self, ctx: BatchContext) -> dict[str, np.ndarray]:
         p = self.params
-        z0, cond = latents(ctx), ctx.output(CONDITION)
+        z0, cond, audio = latents(ctx), ctx.output(CONDITION), audio_mask(ctx)
         mt = multi_t(ctx, p["timesteps"], p["t0"], need_grad=True)
         eps = mt.eps
-        n = z0[0].numel()
-        k = int(p["masking_ratio"] * n)
-        if k < 1:
+        n_valid = audio.flatten(1).sum(1).tolist()
+        ks = [int(p["masking_ratio"] * n) for n in n_valid]
+        if min(ks) < 1:
             raise ConfigError(f"attack '{self._name()}': masking_ratio {p['masking_ratio']} masks "
-                              f"no entry of a {n}-element latent; raise it")
+                              f"no entry of a {min(n_valid)}-element latent; raise it")
         target = eps - z0 if p["target"] == "noise-minus-latent" else eps
         out = {}
         for t in p["timesteps"]:
-            g = mt.grad[t].flatten(1).abs()
+            # padding entries never enter the top-k (|g| >= 0 > -1)
+            g = mt.grad[t].abs().masked_fill(~audio, -1.0).flatten(1)
             mask = torch.zeros_like(g, dtype=torch.bool)
-            mask.scatter_(1, g.topk(k, dim=1).indices, True)
+            if len(set(ks)) == 1:
+                mask.scatter_(1, g.topk(ks[0], dim=1).indices, True)
+            else:
+                for i, k in enumerate(ks):
+                    mask[i, g[i].topk(k).indices] = True
             mask = mask.view_as(z0)
             if p["unmasked"] == "clean":
                 rest = z0
@@ -474,7 +517,7 @@ class GradientMasking(_SweepMixin, DiffusionAttack):
                 rest = q_sample(z0, noise_level(ctx, t, p["t0"]), eps)
             with torch.no_grad():
                 e = predict(ctx, torch.where(mask, eps, rest), t, cond)
-            out[f"{self._name()}/{t}"] = to_numpy(norm((target - e) * mask, p["norm"]))
+            out[f"{self._name()}/{t}"] = to_numpy(norm((target - e) * mask, p["norm"], audio))
         return out
 
 
@@ -556,7 +599,7 @@ def lbfgs_lockstep(x0: list[np.ndarray], evaluate: Callable, maxiter: int) -> li
     return [finals[i] for i in range(len(x0))]
 
 
-class NoiseOptimization(DiffusionAttack):
+class NoiseOptimization(_GradientAttack):
     """CDI: z_t = q(z0, t, eps); minimise J(delta) = ||f(z_t + delta, t, c) - eps|| over an additive
     perturbation (init 0) with scipy L-BFGS-B (``maxiter`` iterations, autograd gradient); features
     the final loss and ||delta*||_2.
@@ -580,7 +623,8 @@ class NoiseOptimization(DiffusionAttack):
         "member_norm": "larger",  # ||delta*|| of members: "larger" (paper) | "smaller"
         "grad_precision": "float32",  # "float32" | "model": dtype of the denoiser passes
     }
-    param_choices = {"final_loss": NO_FINAL, "member_norm": ("larger", "smaller")}
+    param_choices = {"final_loss": NO_FINAL, "grad_precision": GRAD_PRECISIONS,
+                     "member_norm": ("larger", "smaller")}
 
     def validate(self) -> None:
         super().validate()
@@ -597,13 +641,9 @@ class NoiseOptimization(DiffusionAttack):
                 FeatureSpec(f"{base}/norm", self.params["member_norm"] == "larger", group=base,
                             index="norm")]
 
-    def extract(self, ctx: BatchContext) -> dict[str, np.ndarray]:
-        with grad_precision(ctx, self.params["grad_precision"]):
-            return self._extract(ctx)
-
     def _extract(self, ctx: BatchContext) -> dict[str, np.ndarray]:
         p = self.params
-        z0, cond = latents(ctx), ctx.output(CONDITION)
+        z0, cond, audio = latents(ctx), ctx.output(CONDITION), audio_mask(ctx)
         B, shape = z0.shape[0], tuple(z0.shape[1:])
         eps = ctx.randn(shape, "diffusion/noise-optimization", device=z0.device)
         a = noise_level(ctx, p["t"], p["t0"])
@@ -613,8 +653,9 @@ class NoiseOptimization(DiffusionAttack):
             d = torch.as_tensor(np.stack(deltas), dtype=torch.float32, device=z0.device)
             d = d.view((len(idx),) + shape).requires_grad_(True)
             with torch.enable_grad():
-                e = predict(ctx, z_t[idx] + d, p["t"], take(cond, idx))
-                loss = norm(e - eps[idx], p["norm"])
+                # only the audio entries move (padding gets a zero gradient, stays at 0)
+                e = predict(ctx, z_t[idx] + d * audio[idx], p["t"], take(cond, idx))
+                loss = norm(e - eps[idx], p["norm"], audio[idx])
                 (g,) = torch.autograd.grad(loss.sum(), d)
             return loss.detach().double().cpu().numpy(), g.double().cpu().numpy()
 
@@ -643,5 +684,6 @@ class NoiseOptimization(DiffusionAttack):
         with torch.no_grad():
             e = predict(ctx, z, p["t"], cond)
         base = self._name()
-        return {f"{base}/loss": to_numpy(norm(e - eps, p["norm"])),
-                f"{base}/norm": np.linalg.norm(delta, axis=1).astype(np.float64)}
+        scale = np.sqrt(to_numpy(torch.as_tensor(_rescale(audio, z0))))
+        return {f"{base}/loss": to_numpy(norm(e - eps, p["norm"], audio)),
+                f"{base}/norm": np.linalg.norm(delta, axis=1).astype(np.float64) * scale}

@@ -384,6 +384,7 @@ class AudiocraftLM(AutoregressiveModel):
         any other conditioner (MusicGen-melody's chroma ``self_wav``, style or CLAP audio
         conditioners) would be scored with its input missing."""
         conds = dict(cfg.get("conditioners") or {})
+        conds.pop("args", None)  # the provider's own options (audiocraft's builder pops them too)
         other = {name: (c or {}).get("model") for name, c in conds.items()
                  if name != "description" or (c or {}).get("model") not in TEXT_CONDITIONERS}
         if other:

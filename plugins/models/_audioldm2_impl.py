@@ -48,6 +48,7 @@ from harness import dtypes
 from harness.checkpoints import files_hash
 from harness.contracts import DiffusionModel
 from harness.errors import ConfigError, ModelLoadError
+from harness.segments import PADDING_POLICIES
 
 from . import _audio
 from ._diffusers_shared import (DTYPES, check_choice, freeze, posterior_latents, resolve_checkpoint,
@@ -75,6 +76,7 @@ class AudioLDM2(UNetDenoiser, DiffusionModel):
         "latent_sampling": "mean",
         "null_condition": "trained",
         "max_new_tokens": 8,
+        "padding": "exclude",    # exclude | include: the zero-padded latent frames of a short clip
     }
     param_docs = {
         "checkpoint": "required: a diffusers AudioLDM2 folder (model_index.json + vae, unet, "
@@ -90,9 +92,10 @@ class AudioLDM2(UNetDenoiser, DiffusionModel):
                           "(the pipeline's 8)",
     }
     param_choices = {"dtype": dtypes.NAMES, "latent_sampling": ("mean", "sample"),
+                     "padding": PADDING_POLICIES,
                      "null_condition": ("trained", "diffusers")}
-    #: 2: identity by the weights' content (was: names and sizes)
-    version = "2"
+    #: 2: identity by the weights' content (was: names and sizes); 3: padded frames masked
+    version = "3"
 
     def validate(self) -> None:
         p = self.params
@@ -100,6 +103,7 @@ class AudioLDM2(UNetDenoiser, DiffusionModel):
         check_choice("dtype", p["dtype"], DTYPES, name)
         check_choice("latent_sampling", p["latent_sampling"], ("mean", "sample"), name)
         check_choice("null_condition", p["null_condition"], ("trained", "diffusers"), name)
+        check_choice("padding", p["padding"], PADDING_POLICIES, name)
         if not isinstance(p["max_new_tokens"], int) or p["max_new_tokens"] < 1:
             raise ConfigError(f"model '{name}': max_new_tokens must be a positive integer")
         self.root = resolve_checkpoint(p["checkpoint"], name, EXPECTED)
@@ -202,6 +206,9 @@ class AudioLDM2(UNetDenoiser, DiffusionModel):
     @property
     def prediction_type(self) -> str:
         return self.scheduler.config.prediction_type
+
+    def window_seconds(self) -> float:
+        return _audio.SECONDS
 
     def encode_audio(self, paths: Sequence[str], ctx=None) -> torch.Tensor:
         vae = self.m["vae"]

@@ -125,6 +125,19 @@ def unet_epsilon(unet, z_t: torch.Tensor, t, condition: dict, *, dtype, device,
     return out.to(z_t.dtype)
 
 
+def denoiser_in(model, key: str):
+    """(``model.m[key]``, torch dtype) in the model's current ``denoiser_dtype()``: the module
+    itself in the suite's ``dtype``, otherwise a copy of it cast to the asked dtype (the suite's
+    weights, another arithmetic), built once and kept (a second copy in memory)."""
+    name = model.denoiser_dtype()
+    if name == model.params["dtype"]:
+        return model.m[key], DTYPES[name]
+    copies = model.__dict__.setdefault("_denoiser_copies", {})
+    if (key, name) not in copies:
+        copies[key, name] = freeze(copy.deepcopy(model.m[key]).to(DTYPES[name]))
+    return copies[key, name], DTYPES[name]
+
+
 class UNetDenoiser:
     """``predict_noise`` and ``switchable_precision`` for a ``DiffusionModel`` whose denoiser is
     ``self.m["unet"]`` loaded in ``params["dtype"]`` (with ``alphas_cumprod`` and
@@ -136,13 +149,7 @@ class UNetDenoiser:
 
     def denoiser(self):
         """(UNet, torch dtype) for the current ``denoiser_dtype()``."""
-        name = self.denoiser_dtype()
-        if name == self.params["dtype"]:
-            return self.m["unet"], DTYPES[name]
-        copies = self.__dict__.setdefault("_unet_copies", {})
-        if name not in copies:
-            copies[name] = freeze(copy.deepcopy(self.m["unet"]).to(DTYPES[name]))
-        return copies[name], DTYPES[name]
+        return denoiser_in(self, "unet")
 
     def predict_noise(self, z_t: torch.Tensor, t, condition: dict) -> torch.Tensor:
         unet, dtype = self.denoiser()

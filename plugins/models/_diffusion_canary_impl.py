@@ -51,8 +51,9 @@ import torch
 
 from harness import dtypes
 from harness.canary import shuffled_batches, train_steps, training_samples
-from harness.contracts import CONDITION, LATENTS, NULL_CONDITION, DiffusionModel
+from harness.contracts import CONDITION, LATENT_MASK, LATENTS, NULL_CONDITION, DiffusionModel
 from harness.errors import ConfigError, ModelLoadError
+from harness.segments import PADDING_POLICIES
 
 from . import _audio
 from ._diffusers_shared import DTYPES, UNetDenoiser, freeze, scheduler_alphas
@@ -67,7 +68,7 @@ DEFAULT_TRAIN_DATA = {"source": "folk-tunes", "split": "members", "params": {}}
 TRAIN_PARAMS = ("train_data", "steps", "seed", "lr", "batch_size", "cond_dropout", "n_frames",
                 "latent_channels", "vae_channels", "vae_steps", "vae_data", "vae_kl_weight",
                 "unet_channels", "layers_per_block", "attention_head_dim", "text_dim",
-                "text_layers", "max_text_length", "train_latents", "warmup_steps")
+                "text_layers", "max_text_length", "train_latents", "warmup_steps", "padding")
 
 #: characters the tokenizer knows (after lower-casing); anything else becomes [UNK]
 ALPHABET = string.ascii_lowercase + string.digits + " !\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
@@ -121,6 +122,8 @@ class DiffusionCanary(UNetDenoiser, DiffusionModel):
         "max_text_length": 128,  # characters incl. [BOS]/[EOS]; captions are padded to it
         "train_latents": "mean",  # "mean" (posterior mean) | "sample" (AudioLDM)
         "threads": 1,            # torch CPU threads while training (not in the cache key)
+        "padding": "exclude",    # exclude | include: zero-padded latent frames of clips shorter
+                                 # than n_frames, in the training loss and in every score
         # scoring
         "dtype": "float32",      # UNet/VAE dtype at scoring time (float16 on GPU)
     }
@@ -140,7 +143,8 @@ class DiffusionCanary(UNetDenoiser, DiffusionModel):
         "text_dim": "width of the character-level text encoder, a multiple of 4",
         "text_layers": "transformer layers of the text encoder (>= 1)",
     }
-    param_choices = {"train_latents": ("mean", "sample"), "dtype": dtypes.NAMES}
+    param_choices = {"train_latents": ("mean", "sample"), "dtype": dtypes.NAMES,
+                     "padding": PADDING_POLICIES}
 
     # -- parameters ------------------------------------------------------------------------
 
@@ -178,6 +182,9 @@ class DiffusionCanary(UNetDenoiser, DiffusionModel):
             raise ConfigError("diffusion-canary: lr must be > 0")
         if p["train_latents"] not in ("mean", "sample"):
             raise ConfigError("diffusion-canary: train_latents must be 'mean' or 'sample'")
+        if p["padding"] not in PADDING_POLICIES:
+            raise ConfigError(f"diffusion-canary: padding must be one of {PADDING_POLICIES}, "
+                              f"got {p['padding']!r}")
         if p["dtype"] not in DTYPES:
             raise ConfigError(f"diffusion-canary: dtype must be one of {', '.join(DTYPES)}")
         for k in ("train_data", "vae_data"):
@@ -335,15 +342,21 @@ class DiffusionCanary(UNetDenoiser, DiffusionModel):
     #: the canary's scheduler (``_scheduler``) predicts ε
     prediction_type = "epsilon"
 
+    def window_seconds(self) -> float:
+        return self.params["n_frames"] * _audio.HOP_LENGTH / _audio.SAMPLE_RATE
+
     def provide(self, samples, needs, ctx) -> dict:
         out: dict = {}
         dtype = DTYPES[self.params["dtype"]]
         with torch.no_grad():
-            if LATENTS in needs:
+            if LATENTS in needs or LATENT_MASK in needs:
                 vae = self.m["vae"]
                 mel = self.mels([s.path for s in samples]).to(self.device, dtype)
                 mean = vae.encode(mel).latent_dist.mean.float()
-                out[LATENTS] = mean * float(vae.config.scaling_factor)
+                if LATENTS in needs:
+                    out[LATENTS] = mean * float(vae.config.scaling_factor)
+                if LATENT_MASK in needs:
+                    out[LATENT_MASK] = self.latent_mask(samples, mean)
             if CONDITION in needs:
                 out[CONDITION] = self.encode_text([s.caption for s in samples])
             if NULL_CONDITION in needs:
@@ -402,7 +415,8 @@ class DiffusionCanary(UNetDenoiser, DiffusionModel):
             with torch.no_grad():
                 dist = vae.encode(mels).latent_dist
                 mean, std = dist.mean.float(), dist.std.float()
-                scale = float(1.0 / mean.flatten().std())
+                frames = self.latent_mask(samples, mean)  # [n, 1, T, 1]: False on padding
+                scale = float(1.0 / mean[frames.expand_as(mean)].std())
                 vae.register_to_config(scaling_factor=scale)
                 cond = self.encode_text([s.caption for s in samples], tokenizer, text_encoder)
                 null = self.encode_text([""], tokenizer, text_encoder)
@@ -431,7 +445,12 @@ class DiffusionCanary(UNetDenoiser, DiffusionModel):
                                  cond["encoder_attention_mask"][idx])
                 pred = unet(z_t, t, encoder_hidden_states=h, encoder_attention_mask=am,
                             return_dict=False)[0]
-                loss = torch.nn.functional.mse_loss(pred, eps)
+                m = frames[idx]
+                if bool(m.all()):
+                    loss = torch.nn.functional.mse_loss(pred, eps)
+                else:  # MSE over the latent frames that hold audio
+                    m = m.expand_as(pred)
+                    loss = (pred - eps).pow(2).mul(m).sum() / m.sum()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)

@@ -47,12 +47,15 @@ from typing import Sequence
 
 import torch
 
+from harness import dtypes
 from harness.checkpoints import files_hash
-from harness.contracts import CONDITION, LATENTS, NULL_CONDITION, DiffusionModel
+from harness.contracts import CONDITION, LATENT_MASK, LATENTS, NULL_CONDITION, DiffusionModel
 from harness.errors import ConfigError, ModelLoadError
+from harness.segments import PADDING_POLICIES
 
 from . import _audio
-from ._diffusers_shared import freeze, posterior_latents, resolve_checkpoint
+from ._diffusers_shared import (check_choice, denoiser_in, freeze, posterior_latents,
+                               resolve_checkpoint)
 
 #: components read (the scheduler as its config only)
 NEEDED = ("vae", "text_encoder", "tokenizer", "projection_model", "transformer", "scheduler")
@@ -109,6 +112,8 @@ class StableAudioOpen(DiffusionModel):
     """Stable Audio Open 1.0 (or a fine-tune saved in the same diffusers layout)."""
 
     num_train_timesteps = GRID
+    #: gradient attacks may run the DiT in float32 on half-precision weights (denoiser_in)
+    switchable_precision = True
     path_or_hub_params = ("checkpoint",)
     defaults = {
         "checkpoint": None,          # diffusers StableAudioPipeline folder, or hub id stabilityai/stable-audio-open-1.0
@@ -116,18 +121,18 @@ class StableAudioOpen(DiffusionModel):
         "latent_sampling": "mean",   # mean: VAE posterior mean | sample: one draw seeded per sample (training drew one)
         "segment_seconds": None,     # null: the DiT's window (sample_size x hop / rate: 47.55 s for SAO 1.0); a number crops to the first seconds
         "time_map": "linear",        # grid t -> model time: linear (tau = t/1000) | audioldm2-snr (alpha^2 = AudioLDM2's abar_t)
+        "padding": "exclude",        # exclude | include: the zero-padded latent frames after a clip shorter than the window
     }
+    param_choices = {"dtype": dtypes.NAMES, "time_map": TIME_MAPS, "latent_sampling": ("mean", "sample"),
+                     "padding": PADDING_POLICIES}
 
     def validate(self) -> None:
-        from harness import dtypes
-
         p = self.params
         name = self.registered_name or "stable-audio-open"
         dtypes.check(p["dtype"], name)
-        for key, choices in (("latent_sampling", ("mean", "sample")), ("time_map", TIME_MAPS)):
-            if p[key] not in choices:
-                raise ConfigError(f"model '{name}': parameter '{key}' must be one of "
-                                  f"{', '.join(map(repr, choices))}; got {p[key]!r}")
+        check_choice("latent_sampling", p["latent_sampling"], ("mean", "sample"), name)
+        check_choice("time_map", p["time_map"], TIME_MAPS, name)
+        check_choice("padding", p["padding"], PADDING_POLICIES, name)
         s = p["segment_seconds"]
         if s is not None and (isinstance(s, bool) or not isinstance(s, (int, float)) or s <= 0):
             raise ConfigError(f"model '{name}': segment_seconds must be a positive number or "
@@ -244,6 +249,9 @@ class StableAudioOpen(DiffusionModel):
                               f"latent frame ({vae.hop_length} samples at {self.sample_rate} Hz)")
         return min(n, full)
 
+    def window_seconds(self) -> float:
+        return self.window_samples() / self.sample_rate
+
     # -- audio -----------------------------------------------------------------------------
 
     def waveform(self, path: str) -> torch.Tensor:
@@ -302,7 +310,7 @@ class StableAudioOpen(DiffusionModel):
 
     def provide(self, samples, needs: set[str], ctx) -> dict:
         # the contract's provide checks the samples are whole files and encodes the latents
-        out = super().provide(samples, set(needs) & {LATENTS}, ctx)
+        out = super().provide(samples, set(needs) & {LATENTS, LATENT_MASK}, ctx)
         if CONDITION in needs or NULL_CONDITION in needs:
             with torch.no_grad():
                 totals = [self.seconds_total(s.path) for s in samples]
@@ -344,13 +352,13 @@ class StableAudioOpen(DiffusionModel):
         return self._rope[length]
 
     def predict_v(self, z_t: torch.Tensor, tau: torch.Tensor, condition: dict) -> torch.Tensor:
-        """The DiT's raw output (v) at continuous times ``tau`` [B]."""
-        dit = self.m["transformer"]
-        return dit(z_t.to(self.device, self.dtype), tau.to(self.device, torch.float32),
+        """The DiT's raw output (v) at continuous times ``tau`` [B], computed in
+        ``denoiser_dtype()``."""
+        dit, dtype = denoiser_in(self, "transformer")
+        return dit(z_t.to(self.device, dtype), tau.to(self.device, torch.float32),
                    encoder_hidden_states=condition["encoder_hidden_states"].to(self.device,
-                                                                               self.dtype),
-                   global_hidden_states=condition["global_hidden_states"].to(self.device,
-                                                                             self.dtype),
+                                                                               dtype),
+                   global_hidden_states=condition["global_hidden_states"].to(self.device, dtype),
                    rotary_embedding=self.rotary(int(z_t.shape[-1])), return_dict=False)[0]
 
     def predict_noise(self, z_t: torch.Tensor, t, condition: dict) -> torch.Tensor:

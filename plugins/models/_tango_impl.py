@@ -55,6 +55,7 @@ import torch
 from harness import dtypes
 from harness.contracts import DiffusionModel
 from harness.errors import ConfigError, ModelLoadError
+from harness.segments import PADDING_POLICIES
 
 from . import _audio
 from ._diffusers_shared import (DTYPES, check_choice, freeze, posterior_latents, resolve_checkpoint,
@@ -218,6 +219,7 @@ class Tango(UNetDenoiser, DiffusionModel):
         "dtype": "float32",
         "latent_sampling": "mean",
         "null_condition": "t5-empty",
+        "padding": "exclude",    # exclude | include: the zero-padded latent frames of a short clip
     }
     param_docs = {
         "checkpoint": "required: a local copy of declare-lab/tango (main_config.json, "
@@ -236,9 +238,10 @@ class Tango(UNetDenoiser, DiffusionModel):
                           "inference | zeros: zeroed hidden states, the training-dropout form",
     }
     param_choices = {"dtype": dtypes.NAMES, "latent_sampling": ("mean", "sample"),
+                     "padding": PADDING_POLICIES,
                      "null_condition": ("t5-empty", "zeros")}
-    #: 2: identity by the weights' content (was: names and sizes)
-    version = "2"
+    #: 2: identity by the weights' content (was: names and sizes); 3: padded frames masked
+    version = "3"
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -250,6 +253,7 @@ class Tango(UNetDenoiser, DiffusionModel):
         check_choice("dtype", p["dtype"], DTYPES, name)
         check_choice("latent_sampling", p["latent_sampling"], ("mean", "sample"), name)
         check_choice("null_condition", p["null_condition"], ("t5-empty", "zeros"), name)
+        check_choice("padding", p["padding"], PADDING_POLICIES, name)
         self.root = resolve_checkpoint(p["checkpoint"], name, EXPECTED)
         missing = [f for f in FILES if not (self.root / f).is_file()]
         if missing:
@@ -462,6 +466,9 @@ class Tango(UNetDenoiser, DiffusionModel):
     @property
     def prediction_type(self) -> str:
         return self.scheduler_cfg.get("prediction_type", "epsilon")
+
+    def window_seconds(self) -> float:
+        return _audio.SECONDS
 
     def encode_audio(self, paths, ctx=None) -> torch.Tensor:
         vae, basis = self.m["vae"], self.m["mel_basis"]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness.contracts import (CONDITION, LATENTS, NULL_CONDITION, BatchContext, DiffusionModel,
-                               Sample)
+from harness.contracts import (CONDITION, LATENT_MASK, LATENTS, NULL_CONDITION, BatchContext,
+                               DiffusionModel, Sample)
 from harness.errors import ConfigError
 from plugins.attacks import _diffusion_impl as D
 from plugins.attacks import diffusion as entry
@@ -42,6 +42,7 @@ class TinyDiffusion(DiffusionModel):
         self._ac = torch.cumprod(1 - betas, 0)
         self.calls = 0
         self.grad_calls = 0
+        self.audio_frames: dict[str, int] = {}  # sample id -> latent frames of audio (default 8)
 
     def identity(self):
         return {"tiny": 1}
@@ -65,6 +66,11 @@ class TinyDiffusion(DiffusionModel):
                 [torch.randn(3, 8, generator=self._gen(s.id, "c")) for s in samples])}
         if NULL_CONDITION in needs:
             out[NULL_CONDITION] = {"encoder_hidden_states": torch.zeros(len(samples), 3, 8)}
+        if LATENT_MASK in needs:  # the first ``audio_frames`` of 8 latent frames hold audio
+            mask = torch.zeros(len(samples), 1, 8, 1, dtype=torch.bool)
+            for i, s in enumerate(samples):
+                mask[i, :, :self.audio_frames.get(s.id, 8)] = True
+            out[LATENT_MASK] = mask
         return out
 
     def predict_noise(self, z_t, t, condition):
@@ -93,7 +99,7 @@ def make(name, **params):
 
 def context(model, samples, cell=None, seed=0):
     ctx = BatchContext(model, samples, seed)
-    ctx.outputs = model.provide(samples, {LATENTS, CONDITION}, ctx)
+    ctx.outputs = model.provide(samples, {LATENTS, CONDITION, LATENT_MASK}, ctx)
     if cell is not None:
         ctx.attacks = frozenset(cell)
     return ctx
@@ -128,7 +134,7 @@ def test_feature_names_shapes_orientation(model, name):
         # every raw feature is a loss / distance, except Noise Optimization's ||delta*||, which
         # the paper says is larger for members (member_norm: larger)
         assert s.higher_is_member is (s.name == "noise-optimization/norm")
-    assert a.needs() == {LATENTS, CONDITION}
+    assert a.needs() == {LATENTS, CONDITION, LATENT_MASK}
     if name in ("multiple-loss", "gradient-masking"):
         assert [s.name for s in specs] == [f"{name}/{t}" for t in D.CDI_TIMESTEPS]
         assert {s.group for s in specs} == {name}
@@ -223,8 +229,9 @@ def test_denoising_loss_noise_is_independent_of_multiple_loss(model):
 def test_pian_scales_differ_by_pi_over_two(model):
     ctx = context(model, SAMPLES)
     e0 = D.eps0(ctx)
-    cdi = make("pian")._noise(e0)
-    code = make("pian", pian_scale="pia-code")._noise(e0)
+    full = D.audio_mask(ctx)
+    cdi = make("pian")._noise(e0, full)
+    code = make("pian", pian_scale="pia-code")._noise(e0, full)
     m_cdi = cdi.abs().flatten(1).mean(1)
     m_code = code.abs().flatten(1).mean(1)
     np.testing.assert_allclose(m_cdi.numpy(), math.sqrt(math.pi / 2), rtol=1e-5)
@@ -475,3 +482,78 @@ def test_noise_levels_of_a_discrete_schedule_are_the_old_formula_bit_for_bit(mod
     alpha, sigma, model_t = model.noise_levels(torch.tensor([0, 100, 999]))
     assert model_t.tolist() == [0.0, 100.0, 999.0]
     torch.testing.assert_close(alpha ** 2 + sigma ** 2, torch.ones(3, dtype=torch.float64))
+
+
+# ---------------------------------------------------------------------------------------------
+# padding: latent frames that are zero-padding after a short clip are never scored
+
+
+class Elementwise(DiffusionModel):
+    """A denoiser that works entry by entry (ε̂ = 0.7·z_t + 0.1·c), so an entry of the padding can
+    reach a feature only through the attack's own arithmetic: what the mask must prevent."""
+
+    defaults = {}
+
+    def __init__(self, pad_value: float):
+        super().__init__()
+        self.pad_value = pad_value
+        betas = torch.linspace(0.0015 ** 0.5, 0.0195 ** 0.5, 1000, dtype=torch.float64) ** 2
+        self._ac = torch.cumprod(1 - betas, 0)
+
+    def identity(self):
+        return {}
+
+    def alphas_cumprod(self):
+        return self._ac
+
+    def provide(self, samples, needs, ctx):
+        z = torch.stack([torch.randn(2, 8, 8, generator=TinyDiffusion._gen(s.id, "z"))
+                         for s in samples])
+        mask = torch.ones(len(samples), 1, 8, 1, dtype=torch.bool)
+        mask[0, :, 3:] = False  # the first sample holds 3 of 8 frames of audio
+        z[0, :, 3:] = self.pad_value  # whatever the padding encodes to
+        return {LATENTS: z, LATENT_MASK: mask,
+                CONDITION: {"c": torch.arange(len(samples), dtype=torch.float32)}}
+
+    def predict_noise(self, z_t, t, condition):
+        return 0.7 * z_t + 0.1 * condition["c"].view(-1, 1, 1, 1).to(z_t)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_padding_never_reaches_a_feature(name):
+    """Features of a clip with padded latent frames do not depend on what the padding encodes
+    to; the unpadded clips of the same batch keep their numbers."""
+    kw = {"maxiter": 3} if name == "noise-optimization" else {}
+    a = extract(Elementwise(0.0), name, SAMPLES[:3], cell=[name], **kw)
+    b = extract(Elementwise(25.0), name, SAMPLES[:3], cell=[name], **kw)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, err_msg=k)
+
+
+def test_masked_norm_is_rescaled_to_the_full_latent():
+    x = torch.ones(2, 2, 8, 4)
+    mask = torch.ones(2, 1, 8, 1, dtype=torch.bool)
+    mask[1, :, 2:] = False
+    x[1, :, 2:] = 100.0
+    full = D.norm(x, "squared", mask.expand(x.shape))
+    assert full.tolist() == [64.0, 64.0]  # per-entry mean 1 either way, times N = 64
+    assert D.norm(x, "l2").tolist()[0] == 8.0
+
+
+def test_gradient_masking_picks_its_entries_among_audio(monkeypatch):
+    picked = []
+    real = D.predict
+
+    def spy(ctx, z_t, t, condition):
+        picked.append(z_t.detach().clone())
+        return real(ctx, z_t, t, condition)
+
+    model = Elementwise(0.0)
+    ctx = context(model, SAMPLES[:2], cell=["gradient-masking"])
+    mt = D.multi_t(ctx, [100], "first-step", need_grad=True)
+    monkeypatch.setattr(D, "predict", spy)
+    make("gradient-masking", timesteps=[100], unmasked="clean").extract(ctx)
+    z0 = ctx.output(LATENTS)
+    changed = (picked[-1] != z0) & (picked[-1] == mt.eps)  # entries replaced by the noise
+    assert changed[0, :, 3:].sum() == 0  # none in the padding
+    assert changed[0].sum() == int(0.2 * 2 * 3 * 8) and changed[1].sum() == int(0.2 * 128)

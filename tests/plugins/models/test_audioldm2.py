@@ -191,3 +191,22 @@ def test_code_pickled_into_a_component_never_runs(tmp_path, tiny_audioldm2_dir):
         AudioLDM2(checkpoint=str(d)).m
     assert not marker.exists()
 
+
+
+def test_padded_latent_frames_are_masked_and_coverage_declared(model, tiny_audio_files,
+                                                                diffusion_ckpt):
+    """2 s and 3 s clips in the 10.24 s window: latent frames after the audio are padding (40 ms
+    each, 256 frames); the 11 s clip fills the window and is cut."""
+    from harness.contracts import LATENT_MASK
+
+    samples = diffusion_ckpt.samples_for(tiny_audio_files)
+    out = model.provide(samples, {LATENTS, LATENT_MASK}, BatchContext(model, samples, 0))
+    mask = out[LATENT_MASK]
+    assert mask.dtype == torch.bool and mask.shape == (3, 1, 256, 1)
+    assert mask.sum((1, 2, 3)).tolist() == [50, 75, 256]  # ceil(s / 10.24 * 256)
+    wins = [model.scoring_windows(s)[0] for s in samples]
+    assert [round(w.seconds, 3) for w in wins] == [2.0, 3.0, 10.24]
+    incl = AudioLDM2(checkpoint=model.params["checkpoint"], padding="include")
+    assert incl.latent_mask(samples, out[LATENTS]).all()
+    with pytest.raises(ConfigError, match="padding"):
+        AudioLDM2(checkpoint=model.params["checkpoint"], padding="drop")

@@ -221,6 +221,15 @@ def test_melody_checkpoint_is_refused_before_anything_is_built(parts, tmp_path, 
     assert not called
 
 
+def test_provider_args_are_not_taken_for_a_conditioner(parts, tmp_path):
+    """``conditioners.args`` (the provider's merge/drop options, which audiocraft's loader
+    deletes) is not a conditioner: such a text-only checkpoint loads."""
+    ck = write_tiny_musicgen(tmp_path / "args", t5_dir=parts["t5"], extra_conditioners={
+        "args": {"merge_text_conditions_p": 0.25, "drop_desc_p": 0.5}})
+    mg = _model({**parts, "ckpt": ck}).load()
+    assert set(mg.lm.condition_provider.conditioners) == {"description"}
+
+
 def test_bad_params_and_folders_raise_named_errors(parts, tmp_path):
     from harness.errors import ConfigError, ModelLoadError
     from plugins.models._musicgen_impl import MusicGenModel
