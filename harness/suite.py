@@ -157,6 +157,8 @@ class BlindConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     classifier: Literal["forest", "logistic"] = "forest"
     folds: int = Field(default=5, ge=2)
+    #: fold assignments whose out-of-fold scores are averaged (one is a lottery at small n)
+    repeats: int = Field(default=3, ge=1)
     #: the cell is confounded when the blind AUC's lower confidence bound exceeds this
     gate_auc: float = Field(default=0.6, ge=0.5, lt=1)
     #: one-sided confidence of that bound
