@@ -162,4 +162,4 @@ def test_a_model_needing_a_checkpoint_still_shows_what_it_provides():
         out[name] = next(ln for ln in res.output.splitlines() if ln.startswith("provides"))
     assert out["figaro"] == "provides: token_stats/conditional"  # no classifier-free guidance
     assert out["musicgen"] == "provides: token_stats/conditional, token_stats/contrast"
-    assert out["tango"] == "provides: condition, latents, null_condition"
+    assert out["tango"] == "provides: condition, latent_mask, latents, null_condition"

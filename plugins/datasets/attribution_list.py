@@ -31,9 +31,10 @@ Captions come from a sidecar next to each file (``clip.json`` ``{"description"}`
 
 Why a guard is needed: non-members uploaded after the cut-off differ from members in time
 (recording gear, genres, upload conventions), which an attack can pick up without any
-memorisation. Compare every result with a data-only (blind) baseline on the same two sets
-before reading it as membership; each sample carries ``source`` and the list's columns as
-metadata for that purpose.
+memorisation. The suite's blind baseline (``blind:``, on by default: model-free features and a
+cross-fitted classifier on the same two sets) is the guard: a cell whose blind AUC is clearly
+above chance is marked confounded. Each sample also carries ``source`` and the list's columns
+as metadata, to stratify by source or license.
 """
 
 from __future__ import annotations

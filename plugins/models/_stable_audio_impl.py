@@ -54,8 +54,8 @@ from harness.errors import ConfigError, ModelLoadError
 from harness.segments import PADDING_POLICIES
 
 from . import _audio
-from ._diffusers_shared import (SwitchableDenoiser, component_class, freeze, posterior_latents,
-                                resolve_checkpoint)
+from ._diffusers_shared import (check_choice, component_class, denoiser_in, freeze,
+                                posterior_latents, resolve_checkpoint)
 
 #: components read (the scheduler as its config only)
 NEEDED = ("vae", "text_encoder", "tokenizer", "projection_model", "transformer", "scheduler")
@@ -108,11 +108,12 @@ def audioldm2_abar() -> torch.Tensor:
     return torch.cumprod(1.0 - betas, 0)
 
 
-class StableAudioOpen(SwitchableDenoiser, DiffusionModel):
+class StableAudioOpen(DiffusionModel):
     """Stable Audio Open 1.0 (or a fine-tune saved in the same diffusers layout)."""
 
     num_train_timesteps = GRID
-    denoiser_key = "transformer"  # the DiT (SwitchableDenoiser: float32 gradient passes)
+    #: gradient attacks may run the DiT in float32 on half-precision weights (denoiser_in)
+    switchable_precision = True
     path_or_hub_params = ("checkpoint",)
     defaults = {
         "checkpoint": None,          # diffusers StableAudioPipeline folder, or hub id stabilityai/stable-audio-open-1.0
@@ -129,11 +130,9 @@ class StableAudioOpen(SwitchableDenoiser, DiffusionModel):
         p = self.params
         name = self.registered_name or "stable-audio-open"
         dtypes.check(p["dtype"], name)
-        for key, choices in (("latent_sampling", ("mean", "sample")), ("time_map", TIME_MAPS),
-                             ("padding", PADDING_POLICIES)):
-            if p[key] not in choices:
-                raise ConfigError(f"model '{name}': parameter '{key}' must be one of "
-                                  f"{', '.join(map(repr, choices))}; got {p[key]!r}")
+        check_choice("latent_sampling", p["latent_sampling"], ("mean", "sample"), name)
+        check_choice("time_map", p["time_map"], TIME_MAPS, name)
+        check_choice("padding", p["padding"], PADDING_POLICIES, name)
         s = p["segment_seconds"]
         if s is not None and (isinstance(s, bool) or not isinstance(s, (int, float)) or s <= 0):
             raise ConfigError(f"model '{name}': segment_seconds must be a positive number or "
@@ -341,13 +340,13 @@ class StableAudioOpen(SwitchableDenoiser, DiffusionModel):
         return self._rope[length]
 
     def predict_v(self, z_t: torch.Tensor, tau: torch.Tensor, condition: dict) -> torch.Tensor:
-        """The DiT's raw output (v) at continuous times ``tau`` [B]."""
-        dit, dtype = self.denoiser()  # the DiT in denoiser_dtype() (float32 gradient passes)
+        """The DiT's raw output (v) at continuous times ``tau`` [B], computed in
+        ``denoiser_dtype()``."""
+        dit, dtype = denoiser_in(self, "transformer")
         return dit(z_t.to(self.device, dtype), tau.to(self.device, torch.float32),
                    encoder_hidden_states=condition["encoder_hidden_states"].to(self.device,
                                                                                dtype),
-                   global_hidden_states=condition["global_hidden_states"].to(self.device,
-                                                                             dtype),
+                   global_hidden_states=condition["global_hidden_states"].to(self.device, dtype),
                    rotary_embedding=self.rotary(int(z_t.shape[-1])), return_dict=False)[0]
 
     def predict_noise(self, z_t: torch.Tensor, t, condition: dict) -> torch.Tensor:
