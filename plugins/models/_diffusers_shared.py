@@ -64,6 +64,30 @@ def resolve_checkpoint(checkpoint, plugin: str, expected: str) -> Path:
             f"{expected}.") from exc
 
 
+def read_model_index(root: Path, needed, expected: str, plugin: str) -> dict:
+    """A diffusers pipeline folder's ``model_index.json``, checked to declare every component of
+    ``needed`` and to hold its subfolder (a ``ModelLoadError`` naming what lacks otherwise)."""
+    import json
+
+    index_path = root / "model_index.json"
+    if not index_path.is_file():
+        raise ModelLoadError(f"model '{plugin}': {root} has no model_index.json; expected "
+                             f"{expected}")
+    try:
+        index = json.loads(index_path.read_text())
+    except ValueError as exc:
+        raise ModelLoadError(f"model '{plugin}': {index_path} is not valid JSON: {exc}") from exc
+    if not isinstance(index, dict):
+        raise ModelLoadError(f"model '{plugin}': {index_path} is not a JSON object")
+    missing = [c for c in needed
+               if not isinstance(index.get(c), list) or not (root / c).is_dir()]
+    if missing:
+        raise ModelLoadError(f"model '{plugin}': {root} lacks the components "
+                             f"{', '.join(missing)} (in model_index.json and as subfolders); "
+                             f"expected {expected}")
+    return index
+
+
 def component_class(index: dict, name: str, pipeline: str, plugin: str):
     """The class ``model_index.json`` declares for component ``name`` of a diffusers pipeline
     folder: from diffusers, transformers, or the pipeline's own module

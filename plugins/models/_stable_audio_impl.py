@@ -55,7 +55,7 @@ from harness.segments import PADDING_POLICIES
 
 from . import _audio
 from ._diffusers_shared import (check_choice, component_class, denoiser_in, freeze,
-                                posterior_latents, resolve_checkpoint)
+                                posterior_latents, read_model_index, resolve_checkpoint)
 
 #: components read (the scheduler as its config only)
 NEEDED = ("vae", "text_encoder", "tokenizer", "projection_model", "transformer", "scheduler")
@@ -138,23 +138,10 @@ class StableAudioOpen(DiffusionModel):
             raise ConfigError(f"model '{name}': segment_seconds must be a positive number or "
                               f"null (the model's window), got {s!r}")
         self.root = resolve_checkpoint(p["checkpoint"], name, EXPECTED)
-        index_path = self.root / "model_index.json"
-        if not index_path.is_file():
-            raise ModelLoadError(f"model '{name}': {self.root} has no model_index.json; expected "
-                                 f"{EXPECTED}")
-        try:
-            self.index = json.loads(index_path.read_text())
-        except ValueError as exc:
-            raise ModelLoadError(f"model '{name}': {index_path} is not valid JSON: {exc}") from exc
+        self.index = read_model_index(self.root, NEEDED, EXPECTED, name)
         if self.index.get("_class_name") not in (None, "StableAudioPipeline"):
-            raise ModelLoadError(f"model '{name}': {index_path} describes a "
+            raise ModelLoadError(f"model '{name}': {self.root / 'model_index.json'} describes a "
                                  f"{self.index.get('_class_name')}, not a StableAudioPipeline")
-        missing = [c for c in NEEDED
-                   if not isinstance(self.index.get(c), list) or not (self.root / c).is_dir()]
-        if missing:
-            raise ModelLoadError(f"model '{name}': {self.root} lacks the components "
-                                 f"{', '.join(missing)} (in model_index.json and as subfolders); "
-                                 f"expected {EXPECTED}")
         sched_path = self.root / "scheduler" / "scheduler_config.json"
         try:
             sched = json.loads(sched_path.read_text())
