@@ -39,7 +39,6 @@ v→ε, the UNet call) lives in ``_diffusers_shared``.
 
 from __future__ import annotations
 
-import json
 from typing import Sequence
 
 import torch
@@ -52,7 +51,8 @@ from harness.segments import PADDING_POLICIES
 
 from . import _audio
 from ._diffusers_shared import (DTYPES, UNetDenoiser, check_choice, component_class, freeze,
-                                posterior_latents, resolve_checkpoint, scheduler_alphas)
+                                posterior_latents, read_model_index, resolve_checkpoint,
+                                scheduler_alphas)
 
 # ---------------------------------------------------------------------------------------------
 # AudioLDM2
@@ -107,20 +107,7 @@ class AudioLDM2(UNetDenoiser, DiffusionModel):
         if not isinstance(p["max_new_tokens"], int) or p["max_new_tokens"] < 1:
             raise ConfigError(f"model '{name}': max_new_tokens must be a positive integer")
         self.root = resolve_checkpoint(p["checkpoint"], name, EXPECTED)
-        index_path = self.root / "model_index.json"
-        if not index_path.is_file():
-            raise ModelLoadError(f"model '{name}': {self.root} has no model_index.json; expected "
-                                 f"{EXPECTED}")
-        try:
-            self.index = json.loads(index_path.read_text())
-        except ValueError as exc:
-            raise ModelLoadError(f"model '{name}': {index_path} is not valid JSON: {exc}") from exc
-        missing = [c for c in NEEDED
-                   if not isinstance(self.index.get(c), list) or not (self.root / c).is_dir()]
-        if missing:
-            raise ModelLoadError(f"model '{name}': {self.root} lacks the components "
-                                 f"{', '.join(missing)} (in model_index.json and as subfolders); "
-                                 f"expected {EXPECTED}")
+        self.index = read_model_index(self.root, NEEDED, EXPECTED, name)
         lm = self.index["language_model"][1]
         if lm not in LANGUAGE_MODELS:
             raise ModelLoadError(f"model '{name}': language_model class {lm} is not supported "

@@ -64,6 +64,30 @@ def resolve_checkpoint(checkpoint, plugin: str, expected: str) -> Path:
             f"{expected}.") from exc
 
 
+def read_model_index(root: Path, needed, expected: str, plugin: str) -> dict:
+    """A diffusers pipeline folder's ``model_index.json``, checked to declare every component of
+    ``needed`` and to hold its subfolder (a ``ModelLoadError`` naming what lacks otherwise)."""
+    import json
+
+    index_path = root / "model_index.json"
+    if not index_path.is_file():
+        raise ModelLoadError(f"model '{plugin}': {root} has no model_index.json; expected "
+                             f"{expected}")
+    try:
+        index = json.loads(index_path.read_text())
+    except ValueError as exc:
+        raise ModelLoadError(f"model '{plugin}': {index_path} is not valid JSON: {exc}") from exc
+    if not isinstance(index, dict):
+        raise ModelLoadError(f"model '{plugin}': {index_path} is not a JSON object")
+    missing = [c for c in needed
+               if not isinstance(index.get(c), list) or not (root / c).is_dir()]
+    if missing:
+        raise ModelLoadError(f"model '{plugin}': {root} lacks the components "
+                             f"{', '.join(missing)} (in model_index.json and as subfolders); "
+                             f"expected {expected}")
+    return index
+
+
 def component_class(index: dict, name: str, pipeline: str, plugin: str):
     """The class ``model_index.json`` declares for component ``name`` of a diffusers pipeline
     folder: from diffusers, transformers, or the pipeline's own module
@@ -148,31 +172,31 @@ def unet_epsilon(unet, z_t: torch.Tensor, t, condition: dict, *, dtype, device,
     return out.to(z_t.dtype)
 
 
-class SwitchableDenoiser:
-    """``switchable_precision`` for a ``DiffusionModel`` whose denoiser network is
-    ``self.m[denoiser_key]``, loaded in ``params["dtype"]``: inside ``denoiser_precision(name)``
-    ``denoiser()`` hands out a copy of the same network cast to ``name`` (the suite's, possibly
-    half-precision, weights with float32 arithmetic), built once and kept (a second copy of the
-    network in memory). The model's forward pass takes the network and dtype from
-    ``denoiser()``."""
+def denoiser_in(model, key: str):
+    """(``model.m[key]``, torch dtype) in the model's current ``denoiser_dtype()``: the module
+    itself in the suite's ``dtype``, otherwise a copy of it cast to the asked dtype (the suite's
+    weights, another arithmetic), built once and kept (a second copy in memory)."""
+    name = model.denoiser_dtype()
+    if name == model.params["dtype"]:
+        return model.m[key], DTYPES[name]
+    copies = model.__dict__.setdefault("_denoiser_copies", {})
+    if (key, name) not in copies:
+        copies[key, name] = freeze(copy.deepcopy(model.m[key]).to(DTYPES[name]))
+    return copies[key, name], DTYPES[name]
+
+
+class UNetDenoiser:
+    """``predict_noise`` and ``switchable_precision`` for a ``DiffusionModel`` whose denoiser is
+    ``self.m["unet"]`` loaded in ``params["dtype"]`` (with ``alphas_cumprod`` and
+    ``prediction_type``). Inside ``denoiser_precision(name)`` another dtype runs a copy of the
+    same UNet cast to ``name``: the suite's (possibly half-precision) weights, float32
+    arithmetic, built once and kept (a second copy of the UNet in memory)."""
 
     switchable_precision = True
-    denoiser_key = "unet"
 
     def denoiser(self):
-        """(network, torch dtype) for the current ``denoiser_dtype()``."""
-        name = self.denoiser_dtype()
-        if name == self.params["dtype"]:
-            return self.m[self.denoiser_key], DTYPES[name]
-        copies = self.__dict__.setdefault("_denoiser_copies", {})
-        if name not in copies:
-            copies[name] = freeze(copy.deepcopy(self.m[self.denoiser_key]).to(DTYPES[name]))
-        return copies[name], DTYPES[name]
-
-
-class UNetDenoiser(SwitchableDenoiser):
-    """``predict_noise`` for a ``DiffusionModel`` whose denoiser is the diffusers UNet
-    ``self.m["unet"]`` (with ``alphas_cumprod`` and ``prediction_type``), precision-switchable."""
+        """(UNet, torch dtype) for the current ``denoiser_dtype()``."""
+        return denoiser_in(self, "unet")
 
     def predict_noise(self, z_t: torch.Tensor, t, condition: dict) -> torch.Tensor:
         unet, dtype = self.denoiser()

@@ -54,8 +54,8 @@ from harness.errors import ConfigError, ModelLoadError
 from harness.segments import PADDING_POLICIES
 
 from . import _audio
-from ._diffusers_shared import (SwitchableDenoiser, check_choice, component_class, freeze,
-                                posterior_latents, resolve_checkpoint)
+from ._diffusers_shared import (check_choice, component_class, denoiser_in, freeze,
+                                posterior_latents, read_model_index, resolve_checkpoint)
 
 #: components read (the scheduler as its config only)
 NEEDED = ("vae", "text_encoder", "tokenizer", "projection_model", "transformer", "scheduler")
@@ -108,11 +108,12 @@ def audioldm2_abar() -> torch.Tensor:
     return torch.cumprod(1.0 - betas, 0)
 
 
-class StableAudioOpen(SwitchableDenoiser, DiffusionModel):
+class StableAudioOpen(DiffusionModel):
     """Stable Audio Open 1.0 (or a fine-tune saved in the same diffusers layout)."""
 
     num_train_timesteps = GRID
-    denoiser_key = "transformer"  # the DiT (SwitchableDenoiser: float32 gradient passes)
+    #: gradient attacks may run the DiT in float32 on half-precision weights (denoiser_in)
+    switchable_precision = True
     path_or_hub_params = ("checkpoint",)
     defaults = {
         "checkpoint": None,          # diffusers StableAudioPipeline folder, or hub id stabilityai/stable-audio-open-1.0
@@ -137,23 +138,10 @@ class StableAudioOpen(SwitchableDenoiser, DiffusionModel):
             raise ConfigError(f"model '{name}': segment_seconds must be a positive number or "
                               f"null (the model's window), got {s!r}")
         self.root = resolve_checkpoint(p["checkpoint"], name, EXPECTED)
-        index_path = self.root / "model_index.json"
-        if not index_path.is_file():
-            raise ModelLoadError(f"model '{name}': {self.root} has no model_index.json; expected "
-                                 f"{EXPECTED}")
-        try:
-            self.index = json.loads(index_path.read_text())
-        except ValueError as exc:
-            raise ModelLoadError(f"model '{name}': {index_path} is not valid JSON: {exc}") from exc
+        self.index = read_model_index(self.root, NEEDED, EXPECTED, name)
         if self.index.get("_class_name") not in (None, "StableAudioPipeline"):
-            raise ModelLoadError(f"model '{name}': {index_path} describes a "
+            raise ModelLoadError(f"model '{name}': {self.root / 'model_index.json'} describes a "
                                  f"{self.index.get('_class_name')}, not a StableAudioPipeline")
-        missing = [c for c in NEEDED
-                   if not isinstance(self.index.get(c), list) or not (self.root / c).is_dir()]
-        if missing:
-            raise ModelLoadError(f"model '{name}': {self.root} lacks the components "
-                                 f"{', '.join(missing)} (in model_index.json and as subfolders); "
-                                 f"expected {EXPECTED}")
         sched_path = self.root / "scheduler" / "scheduler_config.json"
         try:
             sched = json.loads(sched_path.read_text())
@@ -339,13 +327,13 @@ class StableAudioOpen(SwitchableDenoiser, DiffusionModel):
         return self._rope[length]
 
     def predict_v(self, z_t: torch.Tensor, tau: torch.Tensor, condition: dict) -> torch.Tensor:
-        """The DiT's raw output (v) at continuous times ``tau`` [B]."""
-        dit, dtype = self.denoiser()  # the DiT in denoiser_dtype() (float32 gradient passes)
+        """The DiT's raw output (v) at continuous times ``tau`` [B], computed in
+        ``denoiser_dtype()``."""
+        dit, dtype = denoiser_in(self, "transformer")
         return dit(z_t.to(self.device, dtype), tau.to(self.device, torch.float32),
                    encoder_hidden_states=condition["encoder_hidden_states"].to(self.device,
                                                                                dtype),
-                   global_hidden_states=condition["global_hidden_states"].to(self.device,
-                                                                             dtype),
+                   global_hidden_states=condition["global_hidden_states"].to(self.device, dtype),
                    rotary_embedding=self.rotary(int(z_t.shape[-1])), return_dict=False)[0]
 
     def predict_noise(self, z_t: torch.Tensor, t, condition: dict) -> torch.Tensor:
