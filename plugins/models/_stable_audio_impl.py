@@ -54,8 +54,8 @@ from harness.errors import ConfigError, ModelLoadError
 from harness.segments import PADDING_POLICIES
 
 from . import _audio
-from ._diffusers_shared import (check_choice, denoiser_in, freeze, posterior_latents,
-                               resolve_checkpoint)
+from ._diffusers_shared import (check_choice, denoiser_in, freeze, load_pretrained_strict,
+                               posterior_latents, resolve_checkpoint)
 
 #: components read (the scheduler as its config only)
 NEEDED = ("vae", "text_encoder", "tokenizer", "projection_model", "transformer", "scheduler")
@@ -65,35 +65,6 @@ EXPECTED = ("a diffusers StableAudioPipeline folder: model_index.json and the su
             "stabilityai/stable-audio-open-1.0)")
 TIME_MAPS = ("linear", "audioldm2-snr")
 GRID = 1000
-
-
-class StrictLoadError(ModelLoadError):
-    """A component's weights do not match its architecture key for key."""
-
-
-def load_strict(cls, folder: Path, what: str):
-    """``cls.from_pretrained(folder)`` that refuses missing, unexpected or mismatched weights
-    (diffusers and transformers both report them through ``output_loading_info``)."""
-    from harness import safeload
-
-    safeload.check_folder(folder, what=f"{what} weights")
-    try:
-        model, info = cls.from_pretrained(folder, output_loading_info=True)
-    except Exception as exc:
-        kind = StrictLoadError if "size mismatch" in str(exc) else ModelLoadError
-        raise kind(f"{what}: cannot load {cls.__name__} from {folder}: "
-                   f"{type(exc).__name__}: {exc}") from exc
-    bad = {k: sorted(map(str, info.get(k) or [])) for k in
-           ("missing_keys", "unexpected_keys", "mismatched_keys")}
-    bad = {k: v for k, v in bad.items() if v}
-    if bad:
-        detail = "; ".join(f"{k.replace('_', ' ')}: {', '.join(v[:6])}"
-                           + (f" (+{len(v) - 6} more)" if len(v) > 6 else "")
-                           for k, v in bad.items())
-        raise StrictLoadError(f"{what}: the weights in {folder} do not match "
-                              f"{cls.__name__}'s architecture ({detail}); the folder is "
-                              "incomplete or from another model")
-    return model
 
 
 def cosine_levels(tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -209,7 +180,7 @@ class StableAudioOpen(DiffusionModel):
             except Exception as exc:
                 raise ModelLoadError(f"model '{self._name}': cannot load the tokenizer from "
                                      f"{self.root / name}: {type(exc).__name__}: {exc}") from exc
-        return load_strict(cls, self.root / name, f"model '{self._name}' {name}")
+        return load_pretrained_strict(cls, self.root / name, f"model '{self._name}' {name}")
 
     @property
     def m(self) -> dict:
