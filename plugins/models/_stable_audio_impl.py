@@ -6,7 +6,8 @@ Why each step is the way it is (stable-audio-tools trained it; diffusers runs it
 * Loading: the hub folder's components (``vae`` AutoencoderOobleck, ``text_encoder`` T5,
   ``tokenizer``, ``projection_model`` StableAudioProjectionModel, ``transformer``
   StableAudioDiTModel) each by the class ``model_index.json`` declares, **strictly**: a missing,
-  unexpected or wrongly shaped weight is a ``ModelLoadError`` naming the keys (diffusers and
+  unexpected or wrongly shaped weight is a ``StrictLoadError`` naming the keys
+  (``_diffusers_shared.load_pretrained_strict``, shared with AudioLDM2 and TANGO; diffusers and
   transformers would initialise a missing weight at random and only log it). The scheduler is
   read as its JSON config: the attacks need the schedule, not diffusers' DPM-solver object.
 * Audio (stable-audio-tools ``PadCrop_Normalized_T``): the whole file resampled to the VAE's rate,
@@ -42,7 +43,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Sequence
 
 import torch
