@@ -16,7 +16,7 @@ from .contracts import Sample
 from .errors import ConfigError, DataError
 
 
-REF_KEYS = ("source", "split", "params", "n", "seed")
+REF_KEYS = ("source", "split", "params", "n", "seed", "include_ids", "exclude_ids", "missing_ids")
 
 
 def training_samples(plugin: str, ref: Mapping, what: str = "train_data") -> list[Sample]:

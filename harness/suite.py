@@ -157,6 +157,8 @@ class BlindConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     classifier: Literal["forest", "logistic"] = "forest"
     folds: int = Field(default=5, ge=2)
+    #: fold assignments whose out-of-fold scores are averaged (one is a lottery at small n)
+    repeats: int = Field(default=3, ge=1)
     #: the cell is confounded when the blind AUC's lower confidence bound exceeds this
     gate_auc: float = Field(default=0.6, ge=0.5, lt=1)
     #: one-sided confidence of that bound
@@ -520,6 +522,9 @@ def _resolve_params(kind: str, plugin: str, params: dict, base: Path) -> None:
         if isinstance(ref, dict) and isinstance(ref.get("source"), str):
             ref["params"] = dict(ref.get("params") or {})
             _resolve_params("dataset", ref["source"], ref["params"], base)
+            for ids in ("include_ids", "exclude_ids"):
+                if ref.get(ids):
+                    ref[ids] = _absolute(ref[ids], base)
 
 
 def resolve_relative(suite: Suite, base: Path) -> None:

@@ -580,7 +580,7 @@ def _log_blind(client, exp_id: str, parent_id: str, results_dir: Path, entry: di
                        **_confounded_tag(entry))
     with _child_run(client, exp_id, name, tags, stage) as (run_id, art):
         params = {k: str(entry.get(k)) for k in ("n_members", "n_nonmembers", "target_fpr",
-                                                  "classifier", "folds", "gate_auc",
+                                                  "classifier", "folds", "repeats", "gate_auc",
                                                   "confidence", "n_features")}
         for k, v in flatten_params(entry.get("params") or {}).items():
             params[k if k not in params else f"baseline.{k}"] = v

@@ -55,8 +55,8 @@ from harness.errors import ConfigError, ModelLoadError
 from harness.segments import PADDING_POLICIES
 
 from . import _audio
-from ._diffusers_shared import (DTYPES, check_choice, freeze, load_pretrained_strict,
-                                posterior_latents, resolve_checkpoint, UNetDenoiser,
+from ._diffusers_shared import (DTYPES, UNetDenoiser, check_choice, component_class, freeze,
+                                load_pretrained_strict, posterior_latents, resolve_checkpoint,
                                 scheduler_alphas)
 
 # ---------------------------------------------------------------------------------------------
@@ -166,22 +166,12 @@ class AudioLDM2(UNetDenoiser, DiffusionModel):
         return self._scheduler
 
     def _component(self, name: str):
-        import diffusers
-        import transformers
-        from diffusers.pipelines import audioldm2 as ldm2_mod
+        from harness import safeload
 
         library, cls_name = self.index[name][0], self.index[name][1]
-        source = {"diffusers": diffusers, "transformers": transformers,
-                  "audioldm2": ldm2_mod}.get(library)
-        cls = getattr(source, cls_name, None) if source is not None else None
-        if cls is None and name.startswith("tokenizer"):
-            cls = transformers.AutoTokenizer
-        if cls is None:
-            raise ModelLoadError(f"model '{self.registered_name or 'audioldm2'}': component "
-                                 f"{name} declares an unknown class {library}.{cls_name}")
+        cls = component_class(self.index, name, "audioldm2", self.registered_name or "audioldm2")
         if not name.startswith("tokenizer"):
             return load_pretrained_strict(cls, self.root / name, f"AudioLDM2 {name}")
-        from harness import safeload
 
         safeload.check_folder(self.root / name, what=f"AudioLDM2 {name} weights")
         try:

@@ -126,6 +126,29 @@ def resolve_checkpoint(checkpoint, plugin: str, expected: str) -> Path:
             f"{expected}.") from exc
 
 
+def component_class(index: dict, name: str, pipeline: str, plugin: str):
+    """The class ``model_index.json`` declares for component ``name`` of a diffusers pipeline
+    folder: from diffusers, transformers, or the pipeline's own module
+    (``diffusers.pipelines.<pipeline>``); an unknown tokenizer class falls back to
+    ``AutoTokenizer``."""
+    import importlib
+
+    import diffusers
+    import transformers
+
+    library, cls_name = index[name][0], index[name][1]
+    source = {"diffusers": diffusers, "transformers": transformers}.get(library)
+    if source is None and library == pipeline:
+        source = importlib.import_module(f"diffusers.pipelines.{pipeline}")
+    cls = getattr(source, cls_name, None) if source is not None else None
+    if cls is None and name.startswith("tokenizer"):
+        cls = transformers.AutoTokenizer
+    if cls is None:
+        raise ModelLoadError(f"model '{plugin}': component {name} declares an unknown class "
+                             f"{library}.{cls_name}")
+    return cls
+
+
 def to_epsilon(pred: torch.Tensor, z_t: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor,
                prediction_type: str) -> torch.Tensor:
     """ε from a model output: identity for ε-prediction; ε = sqrt(ᾱ)·v + sqrt(1−ᾱ)·z_t for v."""
@@ -187,31 +210,31 @@ def unet_epsilon(unet, z_t: torch.Tensor, t, condition: dict, *, dtype, device,
     return out.to(z_t.dtype)
 
 
-def denoiser_in(model, key: str):
-    """(``model.m[key]``, torch dtype) in the model's current ``denoiser_dtype()``: the module
-    itself in the suite's ``dtype``, otherwise a copy of it cast to the asked dtype (the suite's
-    weights, another arithmetic), built once and kept (a second copy in memory)."""
-    name = model.denoiser_dtype()
-    if name == model.params["dtype"]:
-        return model.m[key], DTYPES[name]
-    copies = model.__dict__.setdefault("_denoiser_copies", {})
-    if (key, name) not in copies:
-        copies[key, name] = freeze(copy.deepcopy(model.m[key]).to(DTYPES[name]))
-    return copies[key, name], DTYPES[name]
-
-
-class UNetDenoiser:
-    """``predict_noise`` and ``switchable_precision`` for a ``DiffusionModel`` whose denoiser is
-    ``self.m["unet"]`` loaded in ``params["dtype"]`` (with ``alphas_cumprod`` and
-    ``prediction_type``). Inside ``denoiser_precision(name)`` another dtype runs a copy of the
-    same UNet cast to ``name``: the suite's (possibly half-precision) weights, float32
-    arithmetic, built once and kept (a second copy of the UNet in memory)."""
+class SwitchableDenoiser:
+    """``switchable_precision`` for a ``DiffusionModel`` whose denoiser network is
+    ``self.m[denoiser_key]``, loaded in ``params["dtype"]``: inside ``denoiser_precision(name)``
+    ``denoiser()`` hands out a copy of the same network cast to ``name`` (the suite's, possibly
+    half-precision, weights with float32 arithmetic), built once and kept (a second copy of the
+    network in memory). The model's forward pass takes the network and dtype from
+    ``denoiser()``."""
 
     switchable_precision = True
+    denoiser_key = "unet"
 
     def denoiser(self):
-        """(UNet, torch dtype) for the current ``denoiser_dtype()``."""
-        return denoiser_in(self, "unet")
+        """(network, torch dtype) for the current ``denoiser_dtype()``."""
+        name = self.denoiser_dtype()
+        if name == self.params["dtype"]:
+            return self.m[self.denoiser_key], DTYPES[name]
+        copies = self.__dict__.setdefault("_denoiser_copies", {})
+        if name not in copies:
+            copies[name] = freeze(copy.deepcopy(self.m[self.denoiser_key]).to(DTYPES[name]))
+        return copies[name], DTYPES[name]
+
+
+class UNetDenoiser(SwitchableDenoiser):
+    """``predict_noise`` for a ``DiffusionModel`` whose denoiser is the diffusers UNet
+    ``self.m["unet"]`` (with ``alphas_cumprod`` and ``prediction_type``), precision-switchable."""
 
     def predict_noise(self, z_t: torch.Tensor, t, condition: dict) -> torch.Tensor:
         unet, dtype = self.denoiser()

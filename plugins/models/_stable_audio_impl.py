@@ -54,8 +54,8 @@ from harness.errors import ConfigError, ModelLoadError
 from harness.segments import PADDING_POLICIES
 
 from . import _audio
-from ._diffusers_shared import (check_choice, denoiser_in, freeze, load_pretrained_strict,
-                               posterior_latents, resolve_checkpoint)
+from ._diffusers_shared import (SwitchableDenoiser, check_choice, component_class, freeze,
+                               load_pretrained_strict, posterior_latents, resolve_checkpoint)
 
 #: components read (the scheduler as its config only)
 NEEDED = ("vae", "text_encoder", "tokenizer", "projection_model", "transformer", "scheduler")
@@ -79,12 +79,11 @@ def audioldm2_abar() -> torch.Tensor:
     return torch.cumprod(1.0 - betas, 0)
 
 
-class StableAudioOpen(DiffusionModel):
+class StableAudioOpen(SwitchableDenoiser, DiffusionModel):
     """Stable Audio Open 1.0 (or a fine-tune saved in the same diffusers layout)."""
 
     num_train_timesteps = GRID
-    #: gradient attacks may run the DiT in float32 on half-precision weights (denoiser_in)
-    switchable_precision = True
+    denoiser_key = "transformer"  # the DiT (SwitchableDenoiser: float32 gradient passes)
     path_or_hub_params = ("checkpoint",)
     defaults = {
         "checkpoint": None,          # diffusers StableAudioPipeline folder, or hub id stabilityai/stable-audio-open-1.0
@@ -161,19 +160,7 @@ class StableAudioOpen(DiffusionModel):
     # -- loading ---------------------------------------------------------------------------
 
     def _component(self, name: str):
-        import diffusers
-        import transformers
-        from diffusers.pipelines import stable_audio as sa_mod
-
-        library, cls_name = self.index[name][0], self.index[name][1]
-        source = {"diffusers": diffusers, "transformers": transformers,
-                  "stable_audio": sa_mod}.get(library)
-        cls = getattr(source, cls_name, None) if source is not None else None
-        if cls is None and name == "tokenizer":
-            cls = transformers.AutoTokenizer
-        if cls is None:
-            raise ModelLoadError(f"model '{self._name}': component {name} declares an unknown "
-                                 f"class {library}.{cls_name}")
+        cls = component_class(self.index, name, "stable_audio", self._name)
         if name == "tokenizer":
             try:
                 return cls.from_pretrained(self.root / name)
@@ -323,13 +310,13 @@ class StableAudioOpen(DiffusionModel):
         return self._rope[length]
 
     def predict_v(self, z_t: torch.Tensor, tau: torch.Tensor, condition: dict) -> torch.Tensor:
-        """The DiT's raw output (v) at continuous times ``tau`` [B], computed in
-        ``denoiser_dtype()``."""
-        dit, dtype = denoiser_in(self, "transformer")
+        """The DiT's raw output (v) at continuous times ``tau`` [B]."""
+        dit, dtype = self.denoiser()  # the DiT in denoiser_dtype() (float32 gradient passes)
         return dit(z_t.to(self.device, dtype), tau.to(self.device, torch.float32),
                    encoder_hidden_states=condition["encoder_hidden_states"].to(self.device,
                                                                                dtype),
-                   global_hidden_states=condition["global_hidden_states"].to(self.device, dtype),
+                   global_hidden_states=condition["global_hidden_states"].to(self.device,
+                                                                             dtype),
                    rotary_embedding=self.rotary(int(z_t.shape[-1])), return_dict=False)[0]
 
     def predict_noise(self, z_t: torch.Tensor, t, condition: dict) -> torch.Tensor:

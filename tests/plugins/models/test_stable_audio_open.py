@@ -312,6 +312,11 @@ def test_reduced_precision_is_close_to_float32(sao_dir, model, clips, dtype, tol
         e_ref = model.predict_noise(z, t, ref[CONDITION])
         e_low = low.predict_noise(z, t, got[CONDITION])
     assert e_low.dtype == torch.float32 and rel(e_low, e_ref) < tol
+    # the gradient attacks' float32 passes: the same weights, float32 arithmetic
+    with low.denoiser_precision("float32"), torch.no_grad():
+        e_32 = low.predict_noise(z, t, got[CONDITION])
+    assert low.denoiser()[1] == getattr(torch, dtype)  # back to the suite's dtype after
+    assert rel(e_32, e_ref) < tol and not torch.equal(e_32, e_low)
 
 
 @pytest.mark.slow
@@ -370,7 +375,7 @@ def test_a_suite_runs_stable_audio_open_on_attribution_lists_of_speech(sao_dir, 
 def test_gradient_attacks_take_float32_gradients_on_half_weights(sao_dir, clips):
     """Gradient Masking and Noise Optimization default to ``grad_precision: float32``: on a
     float16 Stable Audio Open the DiT switches to a float32 copy of the same weights for them
-    (``denoiser_in``), and back."""
+    (``SwitchableDenoiser.denoiser``), and back."""
     from harness import plugins
     from plugins.models._stable_audio_impl import StableAudioOpen
 
@@ -385,8 +390,6 @@ def test_gradient_attacks_take_float32_gradients_on_half_weights(sao_dir, clips)
             assert np.isfinite(v).all(), (k, v)
     assert m.denoiser_dtype() == "float16"
     with m.denoiser_precision("float32"):
-        from plugins.models._diffusers_shared import denoiser_in
-
-        dit, dtype = denoiser_in(m, "transformer")
+        dit, dtype = m.denoiser()
         assert dtype == torch.float32 and dit is not m.m["transformer"]
         assert next(dit.parameters()).dtype == torch.float32

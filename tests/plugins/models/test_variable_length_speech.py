@@ -9,8 +9,25 @@ data and these settings: conditional loss AUC 0.934 → 0.989 overall, 0.86 → 
 clips; chance 0.5).
 
 The guidance-contrast features stay weak on the *short* clips whatever the padding (AUC ≈ 0.45
-short, 0.97 on clips ≥ 3 s, 0.66 overall): with a few words of speech the audio prefix identifies
-the clip, so the null condition memorises members too. That is asserted as measured, not hidden.
+short, 0.97 on clips ≥ 3 s, 0.66 overall). That is asserted as measured, not hidden. What the
+per-token log-probs say (this data, these settings; member vs non-member means, nats):
+
+* the conditional model memorises a short member far less than a long one *at the same token
+  positions* (tokens 0–40: −1.25 short vs −0.23 long; non-members −2.05 / −2.11), so less of a
+  short clip's identity comes from its caption;
+* the contrast log-prob (log softmax(l_c − l_u)) is below −log V for every clip (−6 to −9 with
+  V = 64): the null condition predicts the next token better than the caption does once the
+  audio prefix is known, for members and non-members alike; only long members rise above the
+  non-members (−5.7 vs −7.2 on tokens 0–40);
+* not the captions' wording: re-captioning the same audio with descriptions that make every
+  caption unique (language, speed, pitch and text) lifts the short members' conditional
+  memorisation (tokens 0–40: −0.79) but leaves the short-clip contrast AUC at 0.52 (0.67 overall);
+* not padding (excluded here, and the test's first version showed the padding made it worse).
+* not the token-weighted training loss (a short clip gives a fifth of a long clip's tokens):
+  weighting every clip equally instead leaves short members at −1.17 (tokens 0–40) and the
+  short-clip contrast AUC at 0.49 (0.64 overall).
+The root cause of the weaker memorisation of short clips at equal positions is not found; the
+contrast inherits it because the null condition, given the audio prefix, keeps up with the caption.
 """
 
 from __future__ import annotations
