@@ -8,6 +8,11 @@ Why each step is the way it is (models.md §1.3–1.5; AudioGen's solver *is* Mu
   rebuilds the LM and the EnCodec tokenizer from the ``xp.cfg`` YAML stored inside
   ``state_dict.bin`` / ``compression_state_dict.bin`` and loads ``best_state`` strictly. A local
   directory and a hub id take the same path; the canary is loaded by this code too.
+* Identity: the two .bin files and every folder the load reads, by content
+  (``harness.checkpoints``). A compression package that only *names* its codec (MusicGen's
+  ``{'pretrained': 'facebook/encodec_32khz'}``) makes audiocraft load the codec from the
+  ``encodec`` folder or, without it, from the HF cache: that cached snapshot is hashed too, so
+  a re-downloaded or edited codec is a new cache key.
 * The T5 text encoder is *not* in ``state_dict.bin`` (``T5Conditioner`` keeps it out when
   ``finetune=False``) and is loaded by name (``t5-large`` for AudioGen, ``t5-base`` for
   MusicGen) from the Hugging Face cache. The ``t5``
@@ -44,11 +49,8 @@ null pass (what AudioGen itself does with an empty description).
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import threading
-from pathlib import Path
 from typing import Sequence
 
 from harness.contracts import (TOKEN_STATS_CONDITIONAL, TOKEN_STATS_CONTRAST,
@@ -301,6 +303,37 @@ def _resolve_checkpoint_files(source: str) -> dict[str, str] | None:
     return out
 
 
+_CODEC_NAMES: dict[str, str | None] = {}
+
+
+def pretrained_codec_name(compression_file: str, label: str) -> str | None:
+    """The Hugging Face codec a compression package only names (``{'pretrained':
+    'facebook/encodec_32khz'}``, MusicGen's export), or None when it holds the codec's weights.
+    Memoised by the file's content hash, so identity() reads a package once."""
+    from harness.checkpoints import file_hash
+
+    digest = file_hash(compression_file)
+    if digest not in _CODEC_NAMES:
+        pkg = read_packages({COMPRESSION_FILE: compression_file}, label)[COMPRESSION_FILE]
+        name = pkg.get("pretrained")
+        _CODEC_NAMES[digest] = str(name) if name is not None else None
+    return _CODEC_NAMES[digest]
+
+
+def cached_codec_hash(name: str) -> str:
+    """Content hash of the snapshot of hub id ``name`` that ``from_pretrained(name)`` reads from
+    the Hugging Face cache (the ``main`` ref), or a note that it is not cached yet."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = snapshot_download(repo_id=name, local_files_only=True)
+    except Exception:
+        return f"{name}: not in the local Hugging Face cache"
+    from harness.checkpoints import dir_hash
+
+    return dir_hash(folder)
+
+
 def _download_checkpoint_files(source: str, label: str = "audiogen") -> dict[str, str]:
     """Fetch a hub id's two files into the Hugging Face cache (what audiocraft would do)."""
     try:
@@ -431,6 +464,11 @@ class AudiocraftLM(AutoregressiveModel):
         ident["t5"] = dir_hash(t5) if t5 else "name from the checkpoint config (HF cache)"
         if self.encodec_source():
             ident["encodec"] = dir_hash(self.encodec_source())
+        elif files is not None and os.path.isfile(files[COMPRESSION_FILE]):
+            # a package that only names its codec: the weights come from the HF cache
+            codec = pretrained_codec_name(files[COMPRESSION_FILE], self._label)
+            if codec is not None:
+                ident["encodec"] = cached_codec_hash(codec)
         ident["segment_seconds"] = float(self.params["segment_seconds"])
         # what the LM really runs in (cast after load, whatever audiocraft's loader chose)
         ident["lm_dtype"] = self.params["dtype"]

@@ -29,6 +29,10 @@ Conditioning choices (models.md §2.3):
 Text encoders always run in float32 (T5 is known to overflow in float16); their outputs are cast
 to ``dtype``, which applies to the VAE and the UNet.
 
+Loading is strict (``_diffusers_shared.load_pretrained_strict``): a missing, unexpected or
+mis-shaped weight in any weighted component is a ``StrictLoadError`` naming the keys and the
+component, where ``from_pretrained`` alone would initialise a missing weight at random.
+
 Checkpoint identity: ``harness.checkpoints.files_hash`` over every file the pipeline reads,
 weights included, by content (a fine-tune saved into the same folder has the same names and
 sizes); the digests are memoised by (path, size, mtime), so only the first run reads the GBs.
@@ -51,7 +55,8 @@ from harness.segments import PADDING_POLICIES
 
 from . import _audio
 from ._diffusers_shared import (DTYPES, UNetDenoiser, check_choice, component_class, freeze,
-                                posterior_latents, read_model_index, resolve_checkpoint,
+                                load_pretrained_strict, posterior_latents, read_model_index,
+                                resolve_checkpoint,
                                 scheduler_alphas)
 
 # ---------------------------------------------------------------------------------------------
@@ -152,6 +157,8 @@ class AudioLDM2(UNetDenoiser, DiffusionModel):
 
         library, cls_name = self.index[name][0], self.index[name][1]
         cls = component_class(self.index, name, "audioldm2", self.registered_name or "audioldm2")
+        if not name.startswith("tokenizer"):
+            return load_pretrained_strict(cls, self.root / name, f"AudioLDM2 {name}")
 
         safeload.check_folder(self.root / name, what=f"AudioLDM2 {name} weights")
         try:

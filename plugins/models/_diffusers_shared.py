@@ -28,6 +28,68 @@ DTYPES = dtypes.table()  # the harness-wide table (harness.dtypes)
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 
 
+class StrictLoadError(ModelLoadError):
+    """A component's weights do not match its architecture key for key."""
+
+
+def _few(keys: list[str]) -> str:
+    return ", ".join(keys[:12]) + (f" ... (+{len(keys) - 12})" if len(keys) > 12 else "")
+
+
+def key_mismatch(missing, unexpected, mismatched) -> str:
+    """The one wording of a weights/architecture mismatch (``""`` when there is none)."""
+    parts = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected),
+                        ("shape-mismatched", mismatched)):
+        keys = sorted(map(str, keys or []))
+        if keys:
+            parts.append(f"{label} {len(keys)} key(s): {_few(keys)}")
+    return "; ".join(parts)
+
+
+def load_pretrained_strict(cls, folder: Path, what: str):
+    """``cls.from_pretrained(folder)`` that refuses missing, unexpected or mismatched weights.
+
+    Why: diffusers and transformers initialise a missing weight at random and only log it, so an
+    incomplete or foreign folder would be scored as if it were the model. Both libraries report
+    the keys through ``output_loading_info``; ``what`` names the component in the error."""
+    from harness import safeload
+
+    safeload.check_folder(folder, what=f"{what} weights")
+    try:
+        model, info = cls.from_pretrained(folder, output_loading_info=True)
+    except Exception as exc:
+        kind = StrictLoadError if "size mismatch" in str(exc) else ModelLoadError
+        raise kind(f"{what}: cannot load {cls.__name__} from {folder}: "
+                   f"{type(exc).__name__}: {exc}") from exc
+    mismatched = [" ".join(map(str, m)) if isinstance(m, (tuple, list)) else m
+                  for m in info.get("mismatched_keys") or []]
+    detail = key_mismatch(info.get("missing_keys"), info.get("unexpected_keys"), mismatched)
+    if detail:
+        raise StrictLoadError(f"{what}: the weights in {folder} do not match {cls.__name__}'s "
+                              f"architecture ({detail}); the folder is incomplete or from "
+                              "another model")
+    return model
+
+
+def load_state_strict(module, state: dict, what: str, source: Path,
+                      unexpected: Iterable[str] = ()) -> None:
+    """``module.load_state_dict(state, strict=True)`` for a plugin that reads the weight files
+    itself (TANGO), with the same error as ``load_pretrained_strict``: every missing, unexpected
+    or mis-shaped key named, and ``what`` naming the component and the file. ``unexpected``: keys
+    of the file the caller could not even map to the module's names (reported with the rest)."""
+    own = module.state_dict()
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+              for k in set(own) & set(state) if tuple(state[k].shape) != tuple(own[k].shape)]
+    detail = key_mismatch(set(own) - set(state), (set(state) - set(own)) | set(unexpected),
+                          shapes)
+    if detail:
+        raise StrictLoadError(f"{source}: {what} does not match its {type(module).__name__} "
+                              f"architecture ({detail}); the file is incomplete or from another "
+                              "model")
+    module.load_state_dict(state, strict=True)
+
+
 def check_choice(name: str, value, choices: Iterable, plugin: str) -> None:
     choices = list(choices)
     if value not in choices:

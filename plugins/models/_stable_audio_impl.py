@@ -6,7 +6,8 @@ Why each step is the way it is (stable-audio-tools trained it; diffusers runs it
 * Loading: the hub folder's components (``vae`` AutoencoderOobleck, ``text_encoder`` T5,
   ``tokenizer``, ``projection_model`` StableAudioProjectionModel, ``transformer``
   StableAudioDiTModel) each by the class ``model_index.json`` declares, **strictly**: a missing,
-  unexpected or wrongly shaped weight is a ``ModelLoadError`` naming the keys (diffusers and
+  unexpected or wrongly shaped weight is a ``StrictLoadError`` naming the keys
+  (``_diffusers_shared.load_pretrained_strict``, shared with AudioLDM2 and TANGO; diffusers and
   transformers would initialise a missing weight at random and only log it). The scheduler is
   read as its JSON config: the attacks need the schedule, not diffusers' DPM-solver object.
 * Audio (stable-audio-tools ``PadCrop_Normalized_T``): the whole file resampled to the VAE's rate,
@@ -42,7 +43,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -55,7 +55,8 @@ from harness.segments import PADDING_POLICIES
 
 from . import _audio
 from ._diffusers_shared import (check_choice, component_class, denoiser_in, freeze,
-                                posterior_latents, read_model_index, resolve_checkpoint)
+                                load_pretrained_strict, posterior_latents, read_model_index,
+                                resolve_checkpoint)
 
 #: components read (the scheduler as its config only)
 NEEDED = ("vae", "text_encoder", "tokenizer", "projection_model", "transformer", "scheduler")
@@ -65,35 +66,6 @@ EXPECTED = ("a diffusers StableAudioPipeline folder: model_index.json and the su
             "stabilityai/stable-audio-open-1.0)")
 TIME_MAPS = ("linear", "audioldm2-snr")
 GRID = 1000
-
-
-class StrictLoadError(ModelLoadError):
-    """A component's weights do not match its architecture key for key."""
-
-
-def load_strict(cls, folder: Path, what: str):
-    """``cls.from_pretrained(folder)`` that refuses missing, unexpected or mismatched weights
-    (diffusers and transformers both report them through ``output_loading_info``)."""
-    from harness import safeload
-
-    safeload.check_folder(folder, what=f"{what} weights")
-    try:
-        model, info = cls.from_pretrained(folder, output_loading_info=True)
-    except Exception as exc:
-        kind = StrictLoadError if "size mismatch" in str(exc) else ModelLoadError
-        raise kind(f"{what}: cannot load {cls.__name__} from {folder}: "
-                   f"{type(exc).__name__}: {exc}") from exc
-    bad = {k: sorted(map(str, info.get(k) or [])) for k in
-           ("missing_keys", "unexpected_keys", "mismatched_keys")}
-    bad = {k: v for k, v in bad.items() if v}
-    if bad:
-        detail = "; ".join(f"{k.replace('_', ' ')}: {', '.join(v[:6])}"
-                           + (f" (+{len(v) - 6} more)" if len(v) > 6 else "")
-                           for k, v in bad.items())
-        raise StrictLoadError(f"{what}: the weights in {folder} do not match "
-                              f"{cls.__name__}'s architecture ({detail}); the folder is "
-                              "incomplete or from another model")
-    return model
 
 
 def cosine_levels(tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,7 +156,7 @@ class StableAudioOpen(DiffusionModel):
             except Exception as exc:
                 raise ModelLoadError(f"model '{self._name}': cannot load the tokenizer from "
                                      f"{self.root / name}: {type(exc).__name__}: {exc}") from exc
-        return load_strict(cls, self.root / name, f"model '{self._name}' {name}")
+        return load_pretrained_strict(cls, self.root / name, f"model '{self._name}' {name}")
 
     @property
     def m(self) -> dict:

@@ -14,7 +14,8 @@ diffusers/transformers modules:
   .block.0.norm1``, ``mid.attn_1.q`` ...) plus ``vocoder.*`` (TANGO's HiFi-GAN). The VAE keys
   are renamed to diffusers ``AutoencoderKL`` names by ``map_vae_key``; every ``vocoder.*`` key is
   ignored by an explicit prefix rule (attacks never decode); any other key that does not map, and
-  any diffusers parameter left unset, is a ``ModelLoadError`` naming the keys.
+  any diffusers parameter left unset, is a ``StrictLoadError`` naming the keys
+  and the component (``_diffusers_shared.load_state_strict``, the check SAO and AudioLDM2 use).
 * ``pytorch_model_stft.bin`` — ``TacotronSTFT`` buffers. We check ``stft_fn.forward_basis`` is
   the Hann-windowed Fourier basis our ``torch.stft`` computes, and use the shipped
   ``mel_basis`` for the mel (it is the matrix the model was trained with).
@@ -54,11 +55,12 @@ import torch
 
 from harness import dtypes
 from harness.contracts import DiffusionModel
-from harness.errors import ConfigError, ModelLoadError
+from harness.errors import ModelLoadError
 from harness.segments import PADDING_POLICIES
 
 from . import _audio
-from ._diffusers_shared import (DTYPES, check_choice, freeze, posterior_latents, resolve_checkpoint,
+from ._diffusers_shared import (DTYPES, StrictLoadError, check_choice, freeze, key_mismatch,
+                                load_state_strict, posterior_latents, resolve_checkpoint,
                                 UNetDenoiser, scheduler_alphas)
 
 FILES = ("main_config.json", "vae_config.json", "stft_config.json", "pytorch_model_main.bin",
@@ -172,27 +174,6 @@ def vae_kwargs(vae_config: dict) -> dict:
                 up_block_types=["UpDecoderBlock2D"] * n,
                 scaling_factor=float(vae_config.get("scale_factor", 1.0)),
                 sample_size=int(dd.get("resolution", 256)))
-
-
-def load_strict(module, state: dict, what: str, source: Path) -> None:
-    """load_state_dict that names every missing, unexpected or mis-shaped key."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = sorted(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-                    for k in set(own) & set(state) if tuple(state[k].shape) != tuple(own[k].shape))
-    if missing or unexpected or shapes:
-        def few(keys):
-            return ", ".join(keys[:12]) + (f" … (+{len(keys) - 12})" if len(keys) > 12 else "")
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} key(s): {few(missing)}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} key(s): {few(unexpected)}")
-        if shapes:
-            parts.append(f"shape mismatches: {few(shapes)}")
-        raise ModelLoadError(f"{source}: {what} does not match its config: " + "; ".join(parts))
-    module.load_state_dict(state, strict=True)
 
 
 def read_state_dict(path: Path) -> dict:
@@ -383,8 +364,9 @@ class Tango(UNetDenoiser, DiffusionModel):
         stft = read_state_dict(self.root / "pytorch_model_stft.bin")
         keys = {"stft_fn.forward_basis", "stft_fn.inverse_basis", "mel_basis"}
         if set(stft) != keys:
-            raise ModelLoadError(f"{self.root / 'pytorch_model_stft.bin'}: expected keys "
-                                 f"{sorted(keys)}, found {sorted(stft)}")
+            raise StrictLoadError(f"{self.root}: the STFT buffers (pytorch_model_stft.bin) are "
+                                  "not TacotronSTFT's ("
+                                  + key_mismatch(keys - set(stft), set(stft) - keys, ()) + ")")
         mel_basis = stft["mel_basis"].float()
         if tuple(mel_basis.shape) != (_audio.N_MELS, _audio.N_FFT // 2 + 1):
             raise ModelLoadError(f"mel_basis has shape {tuple(mel_basis.shape)}, expected "
@@ -411,11 +393,9 @@ class Tango(UNetDenoiser, DiffusionModel):
                     and v.dim() == 4:
                 v = v[:, :, 0, 0]  # 1x1 conv -> linear
             mapped[new] = v
-        if unmapped:
-            raise ModelLoadError(f"{self.root / 'pytorch_model_vae.bin'}: {len(unmapped)} key(s) "
-                                 "are neither AudioLDM VAE keys nor vocoder.* keys: "
-                                 + ", ".join(sorted(unmapped)[:12]))
-        load_strict(vae, mapped, "the VAE (pytorch_model_vae.bin)", self.root)
+        # keys that are neither AudioLDM VAE keys nor vocoder.* are reported as unexpected
+        load_state_strict(vae, mapped, "the VAE (pytorch_model_vae.bin)", self.root,
+                          unexpected=unmapped)
 
         # main: unet.* + text_encoder.*
         main = read_state_dict(self.root / "pytorch_model_main.bin")
@@ -425,10 +405,10 @@ class Tango(UNetDenoiser, DiffusionModel):
             head, _, rest = k.partition(".")
             (groups[head].__setitem__(rest, v) if head in groups else other.append(k))
         if other:
-            raise ModelLoadError(f"{self.root / 'pytorch_model_main.bin'}: {len(other)} key(s) "
-                                 "outside unet.* and text_encoder.*: " + ", ".join(sorted(other)[:12]))
+            raise StrictLoadError(f"{self.root}: pytorch_model_main.bin holds keys outside unet.* "
+                                  "and text_encoder.* (" + key_mismatch((), other, ()) + ")")
         unet = UNet2DConditionModel.from_config(self.unet_config)
-        load_strict(unet, groups["unet"], f"the UNet (unet.* in pytorch_model_main.bin, config "
+        load_state_strict(unet, groups["unet"], f"the UNet (unet.* in pytorch_model_main.bin, config "
                     f"{self.unet_config_source})", self.root)
         cfg_path = self.tokenizer_dir / "config.json"
         t5_cfg = (T5Config.from_pretrained(self.tokenizer_dir) if cfg_path.is_file()
@@ -440,7 +420,7 @@ class Tango(UNetDenoiser, DiffusionModel):
             te["encoder.embed_tokens.weight"] = te["shared.weight"]
         if "encoder.embed_tokens.weight" in te and "shared.weight" not in te:
             te["shared.weight"] = te["encoder.embed_tokens.weight"]
-        load_strict(t5, te, "the FLAN-T5 encoder (text_encoder.* in pytorch_model_main.bin)",
+        load_state_strict(t5, te, "the FLAN-T5 encoder (text_encoder.* in pytorch_model_main.bin)",
                     self.root)
         tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_dir)
         return {"vae": freeze(vae.to(dev, dtype)), "unet": freeze(unet.to(dev, dtype)),

@@ -210,3 +210,37 @@ def test_padded_latent_frames_are_masked_and_coverage_declared(model, tiny_audio
     assert incl.latent_mask(samples, out[LATENTS]).all()
     with pytest.raises(ConfigError, match="padding"):
         AudioLDM2(checkpoint=model.params["checkpoint"], padding="drop")
+
+
+# -- strict loading (issue #15): from_pretrained alone fills a missing weight at random --------
+
+
+def _drop_one_add_one(folder):
+    """Delete one tensor of the component's safetensors and add a foreign one; return both keys."""
+    from safetensors.torch import load_file, save_file
+
+    (f,) = folder.glob("*.safetensors")
+    state = load_file(f)
+    gone = sorted(k for k in state if not any(t in k for t in ("embed", "shared", "wte", "wpe")))[-1]
+    del state[gone]
+    state["mystery_block.weight"] = torch.zeros(2)
+    save_file(state, f)
+    return gone
+
+
+@pytest.mark.parametrize("component", ["vae", "unet", "text_encoder", "text_encoder_2",
+                                       "projection_model", "language_model"])
+def test_a_missing_and_a_foreign_weight_are_refused_by_name(model, tiny_audioldm2_dir, tmp_path,
+                                                            component):
+    from plugins.models._diffusers_shared import StrictLoadError
+
+    assert set(model.m) >= {"vae", "unet", "language_model"}  # the intact folder loads
+    d = tmp_path / component
+    shutil.copytree(tiny_audioldm2_dir, d)
+    gone = _drop_one_add_one(d / component)
+    with pytest.raises(StrictLoadError) as err:
+        AudioLDM2(checkpoint=str(d)).m
+    msg = str(err.value)
+    assert f"AudioLDM2 {component}:" in msg
+    assert f"missing 1 key(s): {gone}" in msg
+    assert "unexpected 1 key(s): mystery_block.weight" in msg

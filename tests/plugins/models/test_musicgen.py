@@ -255,6 +255,39 @@ def test_identity_follows_the_codec_folder(parts, tmp_path):
     assert _model({**parts, "encodec": other}).identity()["encodec"] != a["encodec"]
 
 
+def test_identity_covers_the_codec_read_from_the_hf_cache(parts, tmp_path, monkeypatch):
+    """Without ``encodec``, audiocraft loads the codec the package names from the HF cache:
+    the cache key must follow those weights byte for byte (issue #9)."""
+    import shutil
+
+    import huggingface_hub.constants as hub_constants
+
+    from harness.cache import make_key
+    from plugins.models._musicgen_impl import MusicGenModel
+
+    def cached_model():
+        return MusicGenModel(checkpoint=str(parts["ckpt"]), t5=str(parts["t5"]),
+                             segment_seconds=SECONDS)
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert "not in the local Hugging Face cache" in cached_model().identity()["encodec"]
+    repo = tmp_path / "hub" / ("models--" + ENCODEC_NAME.replace("/", "--"))
+    rev = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(rev)
+    snap = repo / "snapshots" / rev
+    shutil.copytree(parts["encodec"], snap)
+    a = cached_model().identity()
+    # the same codec bytes as the explicit folder: the same identity
+    assert a == _model(parts).identity()
+    (weights,) = [p for p in snap.iterdir() if p.suffix in (".safetensors", ".bin")]
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    b = cached_model().identity()
+    assert b["encodec"] != a["encodec"] and make_key(b) != make_key(a)
+
+
 @pytest.mark.parametrize("dtype,tol", [("float32", 1e-6), ("float16", 0.02)])
 def test_the_gpu_load_path_runs_in_the_suite_dtype(parts, clips, model, monkeypatch, dtype, tol):
     """audiocraft's ``load_lm_model`` on a GPU builds the LM with ``cfg.dtype='float16'`` (the

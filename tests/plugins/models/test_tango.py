@@ -216,3 +216,41 @@ def test_code_pickled_into_a_weights_file_never_runs(tmp_path, tiny_tango_dir):
             make(d).m
         assert not marker.exists()
 
+
+
+# -- strict loading (issue #15): TANGO's own loader, every file it reads -----------------------
+
+STRICT_CASES = {  # file, key prefix in it, how the error names the component
+    "vae": ("pytorch_model_vae.bin", "encoder.", "the VAE (pytorch_model_vae.bin)"),
+    "unet": ("pytorch_model_main.bin", "unet.", "the UNet (unet.* in pytorch_model_main.bin"),
+    "text_encoder": ("pytorch_model_main.bin", "text_encoder.encoder.block.",
+                     "the FLAN-T5 encoder (text_encoder.* in pytorch_model_main.bin)"),
+    "stft": ("pytorch_model_stft.bin", "stft_fn.inverse", "the STFT buffers (pytorch_model_stft.bin)"),
+}
+
+
+@pytest.mark.parametrize("component", sorted(STRICT_CASES))
+def test_a_missing_and_a_foreign_weight_are_refused_by_name(model, tiny_tango_dir, tmp_path,
+                                                            component):
+    from plugins.models._diffusers_shared import StrictLoadError
+
+    assert {"vae", "unet", "text_encoder"} <= set(model.m)  # the intact files load
+    fname, prefix, named = STRICT_CASES[component]
+    d = tmp_path / component
+    shutil.copytree(tiny_tango_dir, d)
+    state = torch.load(d / fname, weights_only=True)
+    gone = sorted(k for k in state if k.startswith(prefix))[-1]
+    del state[gone]
+    foreign = prefix.split(".")[0] + ".mystery_block.weight"
+    state[foreign] = torch.zeros(2)
+    torch.save(state, d / fname)
+    with pytest.raises(StrictLoadError) as err:
+        make(d).m
+    msg = str(err.value)
+    assert named in msg
+    # the keys as the module names them: the VAE's mapped to diffusers, the others' prefix cut
+    own_gone = (map_vae_key(gone, 3) if component == "vae"
+                else gone if component == "stft" else gone.split(".", 1)[1])
+    own_foreign = foreign if component in ("vae", "stft") else foreign.split(".", 1)[1]
+    assert f"missing 1 key(s): {own_gone}" in msg
+    assert f"unexpected 1 key(s): {own_foreign}" in msg
