@@ -192,7 +192,9 @@ def test_sigterm_while_logging_ends_runs_failed_and_removes_staging(tmp_path, to
     done = [r for r in runs if r.data.tags.get("kind") == "suite" and r.info.status == "FINISHED"]
     assert len(done) == 1 and not [r for r in runs if r.info.status == "RUNNING"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == done[0].info.run_id]
-    assert len(children) == 2 and all(r.info.status == "FINISHED" for r in children)
+    # two MIA children and the blind baseline
+    assert sorted(r.data.tags.get("kind") for r in children) == ["blind", "mia", "mia"]
+    assert all(r.info.status == "FINISHED" for r in children)
 
 
 def test_unreachable_mlflow_keeps_results_and_log_pending_uses_the_suite_experiment(
@@ -232,7 +234,8 @@ def test_two_first_runs_at_once_on_a_new_store(tmp_path, toy_plugins):
         "select name from sqlite_master where type='table'")]
     assert not [t for t in tables if t.startswith("_alembic_tmp")], tables
     runs = _runs(db)
-    assert len(runs) == 2 * 3 and all(r.info.status == "FINISHED" for r in runs)
+    # per store write: the parent, one MIA, one DI and one blind-baseline run
+    assert len(runs) == 2 * 4 and all(r.info.status == "FINISHED" for r in runs)
     # the store stays usable
     third = _results_dir(tmp_path / "s0", toy_plugins, seed=5)
     assert tracking.log_results(third, tracking_uri=f"sqlite:///{db}")

@@ -18,7 +18,7 @@ DIFF_TINY = {"steps": 3, "n_frames": 64, "latent_channels": 2, "vae_channels": [
              "unet_channels": [16, 16], "attention_head_dim": 4, "text_dim": 16,
              "text_layers": 1, "max_text_length": 48, "batch_size": 4, "warmup_steps": 1}
 # what the harness itself writes on stderr: tagged progress lines, tqdm bars it labels, warnings
-OWN = re.compile(r"^(\[(model|data|extract|score|evaluate|results|log|train)\]|warning: )")
+OWN = re.compile(r"^(\[(model|data|extract|score|evaluate|blind|results|log|train)\]|warning: )")
 
 
 def _clips(root):
