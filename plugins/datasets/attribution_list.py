@@ -42,11 +42,12 @@ from __future__ import annotations
 import csv
 import re
 from pathlib import Path
-from typing import Sequence
 
 from harness import hookimpl
-from harness.contracts import Dataset, Sample
+from harness.contracts import Sample
 from harness.errors import ConfigError, DataError
+
+from ._indexed import IndexedDataset
 
 _SHOW = 5
 FREESOUND_URL = re.compile(r"/sounds/(\d+)")
@@ -86,10 +87,11 @@ def read_list(path: Path, source: str) -> dict[str, dict]:
     return out
 
 
-class AttributionList(Dataset):
+class AttributionList(IndexedDataset):
     """Listed (member) and unlisted (non-member) recordings of a model's public training list."""
 
     path_params = ("lists", "recordings", "nonmembers")
+    label = "attribution-list"
     defaults = {
         "lists": None,
         "recordings": None,
@@ -132,19 +134,6 @@ class AttributionList(Dataset):
             raise ConfigError("attribution-list: captions must be sidecar, filename or none, "
                               f"got {p['captions']!r}")
         self._index: dict[str, list[Sample]] | None = None
-
-    def splits(self) -> Sequence[str]:
-        return list(self._load())
-
-    def prepare(self) -> None:
-        self._load()
-
-    def samples(self, split: str) -> list[Sample]:
-        index = self._load()
-        if split not in index:
-            raise DataError(f"attribution-list has no split '{split}'. Available: "
-                            f"{', '.join(index)}")
-        return list(index[split])
 
     def _file_id(self, name: str) -> str | None:
         m = self._pattern.search(Path(name).stem)

@@ -21,11 +21,12 @@ import csv
 import json
 import os
 from pathlib import Path
-from typing import Sequence
 
 from harness import hookimpl
-from harness.contracts import Dataset, Sample
+from harness.contracts import Sample
 from harness.errors import ConfigError, DataError
+
+from ._indexed import IndexedDataset
 from harness.inputs import check_path
 
 DEFAULT_EXTENSIONS = ["wav", "flac", "ogg", "mp3", "mid", "midi"]
@@ -33,10 +34,11 @@ CAPTION_MODES = ("sidecar", "filename", "none")
 _SHOW = 5  # how many offending entries an error message lists
 
 
-class LocalFolder(Dataset):
+class LocalFolder(IndexedDataset):
     """Audio or MIDI files from a local directory or a CSV manifest."""
 
     path_params = ("path", "manifest")
+    label = "local-folder"
     defaults = {
         "path": None,
         "manifest": None,
@@ -82,20 +84,6 @@ class LocalFolder(Dataset):
         self._index: dict[str, list[Sample]] | None = None
 
     # ------------------------------------------------------------------
-
-    def splits(self) -> Sequence[str]:
-        return list(self._load())
-
-    def prepare(self) -> None:
-        """Nothing to render: scan the files once, so errors surface before any model runs."""
-        self._load()
-
-    def samples(self, split: str) -> list[Sample]:
-        index = self._load()
-        if split not in index:
-            raise DataError(f"local-folder has no split '{split}'. Available: "
-                            f"{', '.join(index)}")
-        return list(index[split])
 
     # ------------------------------------------------------------------
 
