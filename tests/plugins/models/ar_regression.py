@@ -67,11 +67,12 @@ def audit(data: dict, modes=("contrast",), **params) -> dict:
     return out
 
 
-def failures(result: dict) -> list[str]:
+def failures(result: dict, exempt=()) -> list[str]:
     """What keeps an audit (one mode, all clips) from issue #9's bar: loss and Min-K% above
-    0.8 AUC, and no attack below chance (0.5) by more than its own std."""
+    0.8 AUC, and no attack (but those ``exempt``, each with its measured reason in the test)
+    below chance (0.5) by more than its own std."""
     bad = [f"{a} AUC {result[a][0]:.3f} <= 0.8" for a in ("loss", "min-k")
            if result[a][0] <= 0.8]
     bad += [f"{a} AUC {auc:.3f} ± {std:.3f} below 0.5 by more than its std"
-            for a, (auc, std) in result.items() if auc < 0.5 - std]
+            for a, (auc, std) in result.items() if auc < 0.5 - std and a not in exempt]
     return bad

@@ -1,33 +1,38 @@
-"""Regression (issue #9): the autoregressive canary on real speech of mixed lengths.
+"""Regression (issue #9): the autoregressive canary on real speech of mixed lengths, in the
+default guidance-contrast mode.
 
 espeak-ng renders 32 members and 32 non-members, 0.7–5.2 s each (a third to a half shorter than
-the 3 s segment), in six voices of four languages, captioned with the spoken text. Before the
-length policy, clips were zero-padded to the segment and the padding was trained on and scored:
-the features then tracked each clip's length (non-member conditional loss vs duration: Spearman
--0.90 against -0.63 now) and the attacks weakened exactly on the short clips (measured with this
-data and these settings: conditional loss AUC 0.934 → 0.989 overall, 0.86 → 0.97 on the short
-clips; chance 0.5).
+the 3 s segment), in six voices of four languages, captioned with the spoken text (so a short
+clip has a short caption). Bar (issue #9): loss and Min-K% above 0.8 AUC and no attack below
+chance by more than its own std, with attack-level AUCs as results.json reports them (± std over
+250 subsamples; chance 0.5).
 
-The guidance-contrast features stay weak on the *short* clips whatever the padding (AUC ≈ 0.45
-short, 0.97 on clips ≥ 3 s, 0.66 overall). That is asserted as measured, not hidden. What the
-per-token log-probs say (this data, these settings; member vs non-member means, nats):
+Measured with these settings (``padding: exclude``, captions trained unpadded): contrast loss
+0.93 ± 0.04 (clips shorter than the segment 0.87 ± 0.07, the others 1.00), Min-K% 0.90 ± 0.09,
+hinge 0.94, CAMIA 0.90, Min-K%++ 0.88, zlib 0.71; conditional loss and Min-K% 1.00.
 
-* the conditional model memorises a short member far less than a long one *at the same token
-  positions* (tokens 0–40: −1.25 short vs −0.23 long; non-members −2.05 / −2.11), so less of a
-  short clip's identity comes from its caption;
-* the contrast log-prob (log softmax(l_c − l_u)) is below −log V for every clip (−6 to −9 with
-  V = 64): the null condition predicts the next token better than the caption does once the
-  audio prefix is known, for members and non-members alike; only long members rise above the
-  non-members (−5.7 vs −7.2 on tokens 0–40);
-* not the captions' wording: re-captioning the same audio with descriptions that make every
-  caption unique (language, speed, pitch and text) lifts the short members' conditional
-  memorisation (tokens 0–40: −0.79) but leaves the short-clip contrast AUC at 0.52 (0.67 overall);
-* not padding (excluded here, and the test's first version showed the padding made it worse).
-* not the token-weighted training loss (a short clip gives a fifth of a long clip's tokens):
-  weighting every clip equally instead leaves short members at −1.17 (tokens 0–40) and the
-  short-clip contrast AUC at 0.49 (0.64 overall).
-The root cause of the weaker memorisation of short clips at equal positions is not found; the
-contrast inherits it because the null condition, given the audio prefix, keeps up with the caption.
+The same test fails on the behaviour before the length policy, ``padding: include`` (k-means,
+training loss and scores all over the zero-padded frames): Min-K% 0.77 ± 0.12 (<= 0.8), contrast
+loss on the short clips 0.70 ± 0.08, Min-K%++ 0.52 ± 0.14.
+
+Root cause of the short-clip contrast failure that remained after the length policy (contrast
+loss AUC 0.45 ± 0.10 on the short clips, 0.97 on the others, 0.66 overall): the canary was
+trained with audiocraft's batched conditions, where a batch's captions are zero-padded to the
+longest and cross-attention has no key mask, so a short caption shared its attention with dozens
+of zero keys in training, yet was scored alone (unpadded). Training each caption unpadded
+(``training_predictions``) gives the figures above (the unit test is
+test_autoregressive_canary.py::test_a_caption_is_trained_as_it_is_scored_whatever_its_batch).
+Ruled out, measured on the same data: the codes and valid frames the scorer uses equal those the
+canary trained on (32/32 clips), and the null condition is the same one key at training and
+scoring; caption generalisation is small: scoring the non-members with captions shuffled among
+them moves the contrast loss AUC from 0.93 to 0.95 (short clips 0.87 to 0.91).
+
+SURP is left out of the "not below chance" bar, measured: 0.35 ± 0.05 with ``exclude``. Its
+reference rule stores −100 ("least member-like") when no token of a clip's lowest-log-prob fifth
+has contrast entropy below 2 nats, and that is the case for 31 of 32 members against 21 of 32
+non-members: the caption and the null condition both memorise a member, so its contrast
+distribution is flat (in the conditional mode SURP reads 1.00). The attack keeps the reference's
+orientation and empty value; ``empty_value: null`` leaves such clips to the core's imputation.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ import subprocess
 import numpy as np
 import pytest
 
+from ar_regression import CANARY, audit, failures
+
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                  reason="espeak-ng is installed by scripts/setup.sh")]
@@ -47,9 +54,6 @@ WORDS = ("river stone light morning garden window silver paper orange quiet thun
          "market winter forest candle bridge ocean pocket mirror basket engine harbor meadow "
          "castle ticket planet rabbit violin summer copper shadow island kettle lantern").split()
 VOICES = ("en-us", "en-gb", "en-gb-scotland", "de", "fr", "es")
-CANARY = {"steps": 400, "dim": 64, "threads": 1, "num_layers": 2, "num_heads": 4, "card": 64,
-          "codec_filters": 4, "codec_dim": 16, "segment_seconds": 3.0, "batch_size": 16,
-          "warmup_steps": 20}
 
 
 def speak(root, n: int, seed: int) -> None:
@@ -75,46 +79,16 @@ def speech(tmp_path_factory):
                    "params": {"path": str(root / side)}} for side in ("members", "nonmembers")}
 
 
-def _features(model, samples, attacks):
-    from harness.contracts import BatchContext
-
-    feats: dict = {}
-    for i in range(0, len(samples), 16):
-        batch = samples[i:i + 16]
-        ctx = BatchContext(model, batch, 0)
-        ctx.outputs = model.provide(batch, set().union(*(a.needs() for a in attacks)), ctx)
-        for a in attacks:
-            for k, v in a.extract(ctx).items():
-                feats.setdefault((a.params["mode"], k), []).extend(v)
-    return {k: np.asarray(v) for k, v in feats.items()}
-
-
 def test_ar_canary_on_mixed_length_speech(speech):
-    from harness import segments
-    from harness.datasets import resolve
-    from harness.metrics import subsampled
-    from plugins.attacks._autoregressive_impl import Loss, MinK
-    from plugins.models._autoregressive_canary_impl import AutoregressiveCanary
-
-    canary = AutoregressiveCanary(train_data=speech["members"], **CANARY)
-    members, nonmembers = resolve(speech["members"]), resolve(speech["nonmembers"])
-    durations = np.array([segments.file_duration(s.path) for s in members + nonmembers])
-    short = durations < CANARY["segment_seconds"]
-    assert 0.3 < short.mean() < 0.7 and durations.min() < 1.0 and durations.max() > 4.5
-    attacks = [cls(mode=mode) for mode in ("conditional", "contrast") for cls in (Loss, MinK)]
-    fm, fn = _features(canary, members, attacks), _features(canary, nonmembers, attacks)
-    specs = {(a.params["mode"], s.name): s for a in attacks for s in a.feature_specs()}
-    result = {}
-    for key, spec in specs.items():
-        sign = 1 if spec.higher_is_member else -1
-        r = subsampled(sign * fm[key], sign * fn[key], rng=0)
-        result[key] = (r["auc"], r["auc_std"])
-        # no attack below chance by more than its own std
-        assert r["auc"] > 0.5 - r["auc_std"], (key, r)
-    for key in (("conditional", "loss"), ("conditional", "min-k/k0.2")):
-        assert result[key][0] > 0.95, result
-    # the contrast on clips that fill the segment: the padding no longer decides anything there
-    m_long, n_long = ~short[:len(members)], ~short[len(members):]
-    loss = ("contrast", "loss")
-    r = subsampled(-fm[loss][m_long], -fn[loss][n_long], rng=0)
-    assert r["auc"] > 0.9, r
+    got = audit(speech, modes=("conditional", "contrast"))
+    d = got["durations"]
+    short = d < CANARY["segment_seconds"]
+    assert 0.3 < short.mean() < 0.7 and d.min() < 1.0 and d.max() > 4.5
+    contrast, conditional = got["contrast"], got["conditional"]
+    assert failures(contrast["all"], exempt=("surp",)) == [], contrast["all"]
+    assert failures(conditional["all"]) == [], conditional["all"]
+    for a in ("loss", "min-k"):
+        assert conditional["all"][a][0] > 0.95, conditional["all"]
+    # the short clips themselves: a short caption is scored as it was trained
+    assert contrast["short"]["loss"][0] > 0.8, contrast["short"]
+    assert contrast["long"]["loss"][0] > 0.9, contrast["long"]
