@@ -263,6 +263,17 @@ def _masked_cross_forward(module, key_mask, query, key, value, key_padding_mask=
     return module.out_proj(x.to(dtype).transpose(1, 2).flatten(2)), None
 
 
+def unpadded_key_mask(mask, null_keys: int):
+    """The cross-attention key mask [B, S] (True = attend) under which a batch of zero-padded
+    conditions computes each row as its condition alone would: the condition's own tokens, and
+    for a row whose condition is empty (the null, or an empty caption; audiocraft gives it an
+    all-zero mask) the ``null_keys`` keys the null condition has alone. Shared by the scorer and
+    the canary's training step, so a canary is scored by the computation it was trained with."""
+    key_mask = mask.bool().clone()
+    key_mask[~key_mask.any(dim=1), :null_keys] = True
+    return key_mask
+
+
 @contextlib.contextmanager
 def masked_cross_attention(lm, key_mask):
     """While active, every cross-attention of ``lm`` ignores the keys where ``key_mask``
@@ -693,10 +704,8 @@ class AudiocraftLM(AutoregressiveModel):
         take = torch.tensor(list(range(n)) + ([n] * n if with_null else []), device=codes.device)
         tensors = {k: (emb[take], m[take]) for k, (emb, m) in tensors.items()}
         ((_, mask),) = tensors.values()
-        key_mask = mask.bool()
-        key_mask[~key_mask.any(dim=1), :null_keys] = True
         out = self._forward(lm, torch.cat([codes, codes]) if with_null else codes, tensors,
-                            key_mask)
+                            unpadded_key_mask(mask, null_keys))
         return list(range(n)), out.logits, out.mask
 
     def _null_keys(self) -> int:

@@ -88,6 +88,36 @@ def test_trains_into_the_official_format_and_loads_through_audiogen(canary):
             np.testing.assert_allclose(x.logprob, y.logprob, atol=1e-6)
 
 
+def test_a_caption_is_trained_as_it_is_scored_whatever_its_batch(canary):
+    """Training computes each caption unpadded, as the scorer does. audiocraft's own forward pads
+    a batch's captions with zero keys that its cross-attention does not mask, so a short caption
+    next to a long one was trained diluted and scored undiluted; on the variable-length speech
+    test that made the contrast features fail on short clips (loss AUC 0.45 there; 0.87 once
+    trained unpadded). Checked on the training forward itself: a row's logits do not depend on
+    its batch neighbours' captions, and equal the scorer's."""
+    from plugins.models._autoregressive_canary_impl import null_keys, training_predictions
+
+    lm = canary.load().lm
+    samples = canary._train_samples()[:2]
+    codes = canary.tokens(samples)
+    short, long = "a", "a much longer caption, so that the short one gets padded in a batch"
+    attrs = canary.condition_attributes
+    with torch.no_grad():
+        n_null = null_keys(lm)
+        alone = training_predictions(lm, codes[:1], attrs([short]), n_null).logits
+        padded = training_predictions(lm, codes, attrs([short, long]), n_null).logits
+        null_alone = training_predictions(lm, codes[:1], attrs([None]), n_null).logits
+        null_batch = training_predictions(lm, codes, attrs([None, None]), n_null).logits
+        ((_, scored, _),) = canary.predictions(codes[:1], [short], True)
+    valid = ~torch.isnan(alone)
+    assert valid.any()
+    torch.testing.assert_close(padded[:1][valid], alone[valid], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(null_batch[:1][valid], null_alone[valid], atol=1e-5, rtol=1e-5)
+    # the scorer's conditional and null rows are the training forward's
+    torch.testing.assert_close(scored[:1][valid], alone[valid], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(scored[1:][valid], null_alone[valid], atol=1e-5, rtol=1e-5)
+
+
 def test_cached_and_keyed_by_params_and_data(canary, clip_folder, monkeypatch):
     from plugins.models import _autoregressive_canary_impl as impl
 
