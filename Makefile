@@ -22,4 +22,5 @@ bench: setup
 	$(PY) benchmarks/diffusion_suite.py
 	$(PY) benchmarks/autoregressive_suite.py
 	$(PY) benchmarks/autoregressive_suite.py --proportioned
+	$(PY) benchmarks/chance_bands.py
 	$(PY) benchmarks/executor.py

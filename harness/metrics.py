@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy.stats import rankdata
 
 from .contracts import FeatureSpec
 from .errors import ConfigError
@@ -55,16 +54,74 @@ def allowed_false_positives(target_fpr: float, n_neg: int) -> int:
     return k
 
 
-def _tpr_rows(member: np.ndarray, nonmember: np.ndarray, target_fpr: float) -> np.ndarray:
-    """TPR at target FPR for each row of [R, n_m] / [R, n_u] score matrices."""
-    n_neg = nonmember.shape[1]
-    k = allowed_false_positives(target_fpr, n_neg)
-    if k >= n_neg:
-        return np.ones(member.shape[0])
-    # the (k+1)-th largest non-member score: any threshold strictly above it lets at most k
-    # non-members through, and no lower threshold does
-    kth = np.partition(nonmember, n_neg - k - 1, axis=1)[:, n_neg - k - 1]
-    return (member > kth[:, None]).mean(axis=1)
+def _pool_ranks(X: np.ndarray) -> np.ndarray:
+    """For each value of every column of ``X`` ([n] or [n, F]), how many values of its column are
+    strictly smaller: integers that order and tie exactly as the values do.
+
+    Why: a subsample row then sorts small integers (numpy radix-sorts 16-bit keys) instead of
+    floats, and the pool is sorted once per column rather than once per row; AUC and TPR only
+    depend on order and ties, so they come out identical to the float computation."""
+    X = np.asarray(X, dtype=np.float64)
+    cols = X.reshape(X.shape[0], -1)
+    S = np.sort(cols, axis=0)
+    dtype = np.int16 if 2 * cols.shape[0] < np.iinfo(np.int16).max else np.int64
+    R = np.empty(cols.shape, dtype)
+    for f in range(cols.shape[1]):
+        R[:, f] = np.searchsorted(S[:, f], cols[:, f], side="left")
+    return R.reshape(X.shape)
+
+
+def _sorted_membership(rm: np.ndarray, ru: np.ndarray, members_first: bool) -> np.ndarray:
+    """Each row of [R, s_m] / [R, s_u] pool ranks as one row of flags (True = member) in
+    ascending rank order, tied members before tied non-members if ``members_first``, after
+    otherwise: the row is sorted as keys 2r + flag (numpy radix-sorts 16-bit keys)."""
+    m_flag = 0 if members_first else 1
+    s_m, s_u = rm.shape[1], ru.shape[1]
+    keys = np.empty((rm.shape[0], s_m + s_u), rm.dtype)
+    np.multiply(rm, 2, out=keys[:, :s_m])
+    keys[:, :s_m] += m_flag
+    np.multiply(ru, 2, out=keys[:, s_m:])
+    keys[:, s_m:] += 1 - m_flag
+    keys.sort(axis=1, kind="stable")
+    return (keys & 1) == m_flag
+
+
+def _auc_tpr_rows(rm: np.ndarray, ru: np.ndarray, target_fpr: float,
+                  ties: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Mann-Whitney AUC (ties count 1/2) and TPR at ``target_fpr`` for each row of [R, s_m] /
+    [R, s_u] pool ranks (:func:`_pool_ranks`); ``ties=False`` promises no two ranks are equal
+    (one sort instead of two).
+
+    In a sorted row a member's index counts the non-members below it (at or below it when tied
+    members sort last) plus the members before it; over the members the latter sum to
+    0 + 1 + ... + (s_m - 1). Those index sums are exact integers in float64 (einsum's own loop
+    takes them; a BLAS product spins its threads on busy cores), so AUC = U / (s_m s_u) comes out as the float
+    rank-sum formula gives it. The TPR threshold sits just above the (k+1)-th largest
+    non-member (k = allowed false positives): with tied members sorted first, the members above
+    it are exactly the elements after it in the row that are not the k larger non-members."""
+    s_m, s_u = rm.shape[1], ru.shape[1]
+    first = _sorted_membership(rm, ru, members_first=True)
+    last = _sorted_membership(rm, ru, members_first=False) if ties else first
+    pos = np.arange(s_m + s_u, dtype=np.float64)
+    before = s_m * (s_m - 1) / 2
+    below = np.einsum("ij,j->i", first, pos) - before
+    at_or_below = np.einsum("ij,j->i", last, pos) - before
+    auc = ((below + at_or_below) / 2.0) / (s_m * s_u)
+    k = allowed_false_positives(target_fpr, s_u)
+    if k >= s_u:
+        return auc, np.ones(rm.shape[0])
+    # read from the top; the (k+1)-th non-member lies within the top s_m + k + 1 places
+    top = ~first[:, ::-1][:, :s_m + k + 1]
+    after = np.argmax(np.cumsum(top, axis=1, dtype=np.int32) == k + 1, axis=1)
+    return auc, (after - k) / s_m
+
+
+def _pooled(member, nonmember) -> tuple[np.ndarray, np.ndarray]:
+    """One member row and one non-member row of pool ranks."""
+    m = _as_scores(member, "member")
+    u = _as_scores(nonmember, "non-member")
+    r = _pool_ranks(np.r_[m, u])
+    return r[None, :m.size], r[None, m.size:]
 
 
 def tpr_at_fpr(member, nonmember, target_fpr: float = 0.01) -> float:
@@ -77,23 +134,12 @@ def tpr_at_fpr(member, nonmember, target_fpr: float = 0.01) -> float:
     ``sklearn.metrics.roc_curve(..., drop_intermediate=False)`` (IAR's convention, attacks.md
     §5.1), and ties at the boundary are never split.
     """
-    m = _as_scores(member, "member")
-    u = _as_scores(nonmember, "non-member")
-    return float(_tpr_rows(m[None], u[None], target_fpr)[0])
-
-
-def _auc_rows(member: np.ndarray, nonmember: np.ndarray) -> np.ndarray:
-    """Mann-Whitney AUC (ties count 1/2) for each row of [R, n_m] / [R, n_u]."""
-    n_m, n_u = member.shape[1], nonmember.shape[1]
-    ranks = rankdata(np.concatenate([member, nonmember], axis=1), axis=1)
-    return (ranks[:, :n_m].sum(axis=1) - n_m * (n_m + 1) / 2.0) / (n_m * n_u)
+    return float(_auc_tpr_rows(*_pooled(member, nonmember), target_fpr)[1][0])
 
 
 def auc(member, nonmember) -> float:
     """Area under the ROC curve, ties counted one half (equals ``roc_auc_score``)."""
-    m = _as_scores(member, "member")
-    u = _as_scores(nonmember, "non-member")
-    return float(_auc_rows(m[None], u[None])[0])
+    return float(_auc_tpr_rows(*_pooled(member, nonmember), 0.0)[0][0])
 
 
 def roc_points(member, nonmember) -> tuple[np.ndarray, np.ndarray]:
@@ -127,9 +173,9 @@ def _subsample_indices(rng: np.random.Generator, n: int, size: int, reps: int) -
 
 def _metrics_from_indices(member: np.ndarray, nonmember: np.ndarray, im: np.ndarray,
                           iu: np.ndarray, target_fpr: float) -> dict:
-    ms, us = member[im], nonmember[iu]
-    aucs = _auc_rows(ms, us)
-    tprs = _tpr_rows(ms, us, target_fpr)
+    r = _pool_ranks(np.r_[member, nonmember])
+    rm, ru = r[:member.size][im], r[member.size:][iu]
+    aucs, tprs = _auc_tpr_rows(rm, ru, target_fpr, _has_ties(r))
     return {"auc": float(aucs.mean()), "auc_std": float(aucs.std()),
             "tpr": float(tprs.mean()), "tpr_std": float(tprs.std())}
 
@@ -261,17 +307,25 @@ def prepare(features: dict, specs: Sequence[FeatureSpec], selection: str = DEFAU
     return p
 
 
-def _rows_per_column(M: np.ndarray, U: np.ndarray, im: np.ndarray, iu: np.ndarray,
+def _has_ties(ranks: np.ndarray) -> bool:
+    """Whether two values of one pool column are equal (its ranks are then not 0..n-1)."""
+    return bool(np.bincount(ranks).max() > 1)
+
+
+def _rows_per_column(R: np.ndarray, jm: np.ndarray, ju: np.ndarray,
                      target_fpr: float) -> tuple[np.ndarray, np.ndarray]:
-    """AUC and TPR of every column on every subsample row: two [F, ...rows] arrays. ``im``/``iu``
-    may have any leading shape (rows, or permutations x rows); the last axis indexes samples."""
-    lead = im.shape[:-1]
+    """AUC and TPR of every column of the pool ranks ``R`` [n, F] on every subsample row: two
+    [F, ...rows] arrays. ``jm``/``ju`` (pool rows of the members / non-members) may have any
+    leading shape (rows, or permutations x rows); the last axis indexes samples."""
+    lead = jm.shape[:-1]
     aucs, tprs = [], []
-    for f in range(M.shape[1]):
-        ms = M[:, f][im].reshape(-1, im.shape[-1])
-        us = U[:, f][iu].reshape(-1, iu.shape[-1])
-        aucs.append(_auc_rows(ms, us).reshape(lead))
-        tprs.append(_tpr_rows(ms, us, target_fpr).reshape(lead))
+    for f in range(R.shape[1]):
+        col = R[:, f]
+        rm = col[jm].reshape(-1, jm.shape[-1])
+        ru = col[ju].reshape(-1, ju.shape[-1])
+        a, t = _auc_tpr_rows(rm, ru, target_fpr, _has_ties(col))
+        aucs.append(a.reshape(lead))
+        tprs.append(t.reshape(lead))
     return np.stack(aucs), np.stack(tprs)
 
 
@@ -296,28 +350,27 @@ def _halves(rng: np.random.Generator, idx: np.ndarray) -> tuple[np.ndarray, np.n
     return idx[..., :h], idx[..., h:]
 
 
-def _reported(p: Prepared, im: np.ndarray, iu: np.ndarray, target_fpr: float,
+def _reported(R: np.ndarray, jm: np.ndarray, ju: np.ndarray, rule: str, target_fpr: float,
               split_rng: np.random.Generator) -> dict:
-    """The attack's reported statistic on subsample rows [..., R, s]: AUC and TPR per leading
-    position (averaged over R), and which column each position reported.
+    """An attack's reported statistic on subsample rows [..., R, s] of its pooled columns' ranks
+    ``R`` (``jm``/``ju``: pool rows of members / non-members): AUC and TPR per leading position
+    (averaged over R), and which column each position reported.
 
     ``best`` picks the column with the best mean over the rows and reports that mean (chosen on
     the same data); ``best-heldout`` picks, within every row, the best column on a random half
     of the row's members and non-members and reports it on the other half; ``single`` / ``lr``
-    report their one column."""
-    M, U = p.columns()
-    rule = p.effective
+    report their one column (``rule`` is :attr:`Prepared.effective`)."""
     if rule == "best-heldout":
-        ima, imb = _halves(split_rng, im)
-        iua, iub = _halves(split_rng, iu)
-        auc_a, tpr_a = _rows_per_column(M, U, ima, iua, target_fpr)
-        auc_b, tpr_b = _rows_per_column(M, U, imb, iub, target_fpr)
+        jma, jmb = _halves(split_rng, jm)
+        jua, jub = _halves(split_rng, ju)
+        auc_a, tpr_a = _rows_per_column(R, jma, jua, target_fpr)
+        auc_b, tpr_b = _rows_per_column(R, jmb, jub, target_fpr)
         chosen = _pick(tpr_a, auc_a)  # [..., R]
         auc_r = np.take_along_axis(auc_b, chosen[None], 0)[0]
         tpr_r = np.take_along_axis(tpr_b, chosen[None], 0)[0]
         return {"auc": auc_r.mean(-1), "tpr": tpr_r.mean(-1), "auc_rows": auc_r,
                 "tpr_rows": tpr_r, "chosen": chosen}
-    aucs, tprs = _rows_per_column(M, U, im, iu, target_fpr)  # [F, ..., R]
+    aucs, tprs = _rows_per_column(R, jm, ju, target_fpr)  # [F, ..., R]
     mean_auc, mean_tpr = aucs.mean(-1), tprs.mean(-1)
     chosen = _pick(mean_tpr, mean_auc)  # [...]
     auc_r = np.take_along_axis(aucs, chosen[None, ..., None], 0)[0]
@@ -340,7 +393,9 @@ def evaluate_prepared(p: Prepared, target_fpr: float = 0.01, n_subsamples: int =
         per_feature.append({"name": s.name, **_metrics_from_indices(p.M[:, j], p.U[:, j], im, iu,
                                                                      target_fpr),
                             "higher_is_member": bool(s.higher_is_member)})
-    rep = _reported(p, im, iu, target_fpr, np.random.default_rng([seed, 1]))
+    M, U = p.columns()
+    rep = _reported(_pool_ranks(np.r_[M, U]), im, iu + n_m, p.effective, target_fpr,
+                    np.random.default_rng([seed, 1]))
     out = {"auc": float(rep["auc"]), "auc_std": float(rep["auc_rows"].std()),
            "tpr": float(rep["tpr"]), "tpr_std": float(rep["tpr_rows"].std()),
            "per_feature": per_feature}
@@ -402,7 +457,8 @@ def chance_bands(attacks: Sequence[Prepared], target_fpr: float = 0.01, n_subsam
     same mean over subsamples as the reported one, with ``n_subsamples`` (fewer than the 250 of
     the report: the band comes out very slightly wider, never narrower). For ``lr`` the
     cross-fitted scores are permuted as one fixed score (refitting per permutation would cost
-    5 fits each). Vectorised over permutations and subsamples, in chunks of ``max_elements``.
+    5 fits each). Vectorised over permutations and subsamples, in chunks of ``max_elements``;
+    every column is ranked once over the pool, and each subsample row sorts integer ranks.
     Returns {"attacks": [(auc_q, tpr_q) per attack], "best_auc": q, "best_tpr": q,
     "permutations": n}.
     """
@@ -424,16 +480,14 @@ def chance_bands(attacks: Sequence[Prepared], target_fpr: float = 0.01, n_subsam
     tpr = np.empty((len(attacks), n_permutations))
     for a, p in enumerate(attacks):
         M, U = p.columns()
-        X = np.r_[M, U]
-        # pseudo-members are X[perm[:n_m]]: index X directly through the permutation
+        R = _pool_ranks(np.r_[M, U])  # ranked once; a permutation only relabels pool rows
+        # pseudo-members are pool rows perm[:n_m]: index the pool directly through the permutation
         split_rng = np.random.default_rng([seed, 0x6E756C6C, a])
         for c in range(0, n_permutations, chunk):
             pc = perms[c:c + chunk]
-            jm = pc[:, :n_m][:, im]   # [P, R, s_m] rows of X
+            jm = pc[:, :n_m][:, im]   # [P, R, s_m] pool rows
             ju = pc[:, n_m:][:, iu]
-            pseudo = Prepared(p.names, p.specs, p.selection, X, X,
-                              None if p.lr is None else (X[:, 0], X[:, 0]))
-            rep = _reported(pseudo, jm, ju, target_fpr, split_rng)
+            rep = _reported(R, jm, ju, p.effective, target_fpr, split_rng)
             auc[a, c:c + chunk] = rep["auc"]
             tpr[a, c:c + chunk] = rep["tpr"]
     return {"attacks": [(float(np.quantile(auc[a], q)), float(np.quantile(tpr[a], q)))

@@ -244,3 +244,61 @@ def test_chance_band_holds_its_level_on_true_nulls(selection, n_features):
         band = chance_bands([p], n_subsamples=30, n_permutations=100, seed=s)["attacks"][0][0]
         over.append(value > band)
     assert 0.01 <= np.mean(over) <= 0.11
+
+
+def _awkward_columns(rng, n, n_features):
+    """Columns as features come: continuous, rounded (many ties), a few distinct values, a
+    constant, signed zeros and infinities, a weak member shift on some."""
+    kinds = [lambda: rng.normal(size=n), lambda: np.round(rng.normal(size=n) * 2),
+             lambda: rng.integers(0, 3, size=n).astype(float), lambda: np.full(n, 0.25),
+             lambda: rng.choice([-0.0, 0.0, np.inf, -np.inf, 1.5], size=n),
+             lambda: np.exp(rng.normal(size=n) * 3)]
+    return np.stack([kinds[j % len(kinds)]() for j in range(n_features)], 1)
+
+
+def _awkward_attack(rng, n_m, n_u, n_features, selection):
+    from harness.metrics import prepare
+
+    X = _awkward_columns(rng, n_m + n_u, n_features)
+    X[:n_m, ::2] += 0.3 * (np.isfinite(X[:n_m, ::2]))
+    feats = {f"f{j}": (X[:n_m, j], X[n_m:, j]) for j in range(n_features)}
+    return prepare(feats, [FeatureSpec(f"f{j}", j % 3 != 1) for j in range(n_features)],
+                   selection=selection, seed=3)
+
+
+@pytest.mark.parametrize("n_m,n_u,fraction,target_fpr", [(40, 40, 0.5, 0.01), (37, 52, 0.5, 0.1),
+                                                        (60, 23, 1.0, 0.29), (25, 31, 0.7, 1.0)])
+def test_chance_bands_equal_the_float_rankdata_implementation(n_m, n_u, fraction, target_fpr):
+    """The integer-rank chance band is the first (scipy rankdata per row) one, number for number:
+    same seeds, every selection rule, ties, unequal sets, several chunks."""
+    import reference_metrics as ref
+    from harness.metrics import chance_bands
+
+    rng = np.random.default_rng([n_m, n_u])
+    attacks = [_awkward_attack(rng, n_m, n_u, f, sel)
+               for f, sel in [(1, "best-heldout"), (6, "best-heldout"), (5, "best"), (4, "lr"),
+                              (7, "best-heldout")]]
+    for q in (0.0, 0.5, 0.95, 1.0):
+        kw = dict(target_fpr=target_fpr, n_subsamples=7, fraction=fraction, n_permutations=23,
+                  seed=5, q=q, max_elements=9 * (n_m + n_u) * 7)  # several chunks
+        new, old = chance_bands(attacks, **kw), ref.chance_bands(attacks, **kw)
+        assert new["attacks"] == old["attacks"]
+        assert (new["best_auc"], new["best_tpr"]) == (old["best_auc"], old["best_tpr"])
+
+
+@pytest.mark.parametrize("s_m,s_u", [(1, 1), (9, 4), (50, 50), (3, 70)])
+def test_rank_rows_equal_float_rows(s_m, s_u):
+    """Every row's AUC and TPR from pool ranks equal scipy rankdata / float partition on the
+    values, bit for bit, tied or not."""
+    import reference_metrics as ref
+    from harness.metrics import _pool_ranks, _rows_per_column
+
+    rng = np.random.default_rng([s_m, s_u])
+    X = _awkward_columns(rng, 120, 12)
+    R = _pool_ranks(X)
+    jm = np.stack([rng.choice(120, s_m + s_u, replace=False) for _ in range(30)])
+    jm, ju = jm[:, :s_m], jm[:, s_m:]
+    for fpr in (0.0, 0.01, 0.3, 1.0):
+        new = _rows_per_column(R, jm, ju, fpr)
+        old = ref.rows_per_column(X, X, jm, ju, fpr)
+        assert np.array_equal(new[0], old[0]) and np.array_equal(new[1], old[1])

@@ -35,7 +35,10 @@ samples the posterior, but a random VAE's posterior variance is not meaningful;
 
 Caching: ``harness.paths.cache_dir("canaries")/diffusion-<key>``, key = hash of the training
 parameters, the training data's manifest hash (file contents, captions) and ``CODE_VERSION``,
-written atomically (``harness.atomic.directory``). A second instantiation only loads.
+written atomically (``harness.atomic.directory``). A second instantiation only loads, strictly
+(``_diffusers_shared.load_pretrained_strict``, as AudioLDM2, TANGO and Stable Audio Open load):
+a cached component with a missing, unexpected or mis-shaped weight is a ``StrictLoadError`` naming
+the component and the keys, never a randomly filled weight.
 """
 
 from __future__ import annotations
@@ -56,7 +59,8 @@ from harness.errors import ConfigError, ModelLoadError
 from harness.segments import PADDING_POLICIES
 
 from . import _audio
-from ._diffusers_shared import DTYPES, UNetDenoiser, freeze, scheduler_alphas
+from ._diffusers_shared import (DTYPES, UNetDenoiser, freeze, load_pretrained_strict,
+                                scheduler_alphas)
 
 #: bump when training or the saved format changes (part of the cache key)
 CODE_VERSION = "1"
@@ -292,24 +296,29 @@ class DiffusionCanary(UNetDenoiser, DiffusionModel):
         return self._m
 
     def load(self, path: Path) -> dict:
-        """Load the saved components through diffusers / transformers ``from_pretrained``."""
+        """Load the saved components through diffusers / transformers ``from_pretrained``, the
+        weighted ones strictly (a cache entry is refused, not patched, if any weight is off)."""
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
         from transformers import CLIPTextModel, PreTrainedTokenizerFast
 
-        dtype = DTYPES[self.params["dtype"]]
-        try:
-            from harness import safeload
+        from harness import safeload
 
-            for part in ("unet", "vae", "text_encoder"):
+        dtype = DTYPES[self.params["dtype"]]
+        weighted = {"unet": UNet2DConditionModel, "vae": AutoencoderKL,
+                    "text_encoder": CLIPTextModel}
+        retrain = f"; delete the folder {path} to retrain the canary"
+        try:
+            for part in weighted:  # every folder checked before any is unpickled
                 safeload.check_folder(path / part, what=f"diffusion canary {part} weights")
-            m = {"unet": UNet2DConditionModel.from_pretrained(path / "unet"),
-                 "vae": AutoencoderKL.from_pretrained(path / "vae"),
-                 "text_encoder": CLIPTextModel.from_pretrained(path / "text_encoder"),
-                 "tokenizer": PreTrainedTokenizerFast.from_pretrained(path / "tokenizer"),
-                 "scheduler": DDPMScheduler.from_pretrained(path / "scheduler")}
+            m = {part: load_pretrained_strict(cls, path / part, f"diffusion-canary {part}")
+                 for part, cls in weighted.items()}
+            m["tokenizer"] = PreTrainedTokenizerFast.from_pretrained(path / "tokenizer")
+            m["scheduler"] = DDPMScheduler.from_pretrained(path / "scheduler")
+        except ModelLoadError as exc:  # StrictLoadError included: keep its type and wording
+            raise type(exc)(f"{exc}{retrain}") from exc
         except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"diffusion-canary: cached canary {path} is unreadable ({exc}); "
-                                 "delete the folder to retrain it") from exc
+            raise ModelLoadError(f"diffusion-canary: cached canary {path} is unreadable "
+                                 f"({exc}){retrain}") from exc
         for k in ("unet", "vae"):
             m[k] = freeze(m[k].to(self.device, dtype))
         m["text_encoder"] = freeze(m["text_encoder"].to(self.device))

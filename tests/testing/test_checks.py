@@ -166,6 +166,28 @@ def test_calibrated_aggregators_pass():
     assert check_aggregator("minmax-sum").ok
 
 
+def test_null_calibration_message_states_the_bounds_it_computes(monkeypatch):
+    """The message's bounds are the ones computed: Chernoff over the check's draws (the first
+    step of the DI null bound) and, per n, the pool-aware null_bound DI results report; no
+    Clopper-Pearson bound is quoted."""
+    import re
+
+    import harness.di as di
+
+    runs = []
+    real = di.run_di
+    monkeypatch.setattr(di, "run_di", lambda *a, **kw: runs.append(real(*a, **kw)) or runs[-1])
+    msg = check_aggregator(Bonferroni).passed["null calibration"]
+    res = runs[0]
+    assert "Clopper" not in msg and "Chernoff over the draws" in msg
+    k, total = map(int, re.search(r"\((\d+) of (\d+) draws", msg).groups())
+    assert f"95% upper bound {di.kl_upper(k / total, total, 0.05):.4f} on this pool" in msg
+    for r in res["null_per_n"]:
+        bound = di.null_bound(r["rejects"], r["valid"], r["draws"], r["independent"])
+        assert f"n={r['n']}: {bound:.3f} (K={r['independent']})" in msg
+    assert len(res["null_per_n"]) == 3
+
+
 def test_reproduction_only_crossfit_cdi_is_flagged():
     """cdi-crossfit is documented to over-reject under the null; the check must see it."""
     rep = check_aggregator("cdi-crossfit", raise_on_failure=False)

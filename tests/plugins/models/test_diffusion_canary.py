@@ -146,3 +146,49 @@ def test_code_pickled_into_a_cached_component_never_runs(ref, tmp_path):
     with pytest.raises(ModelLoadError, match="diffusion canary vae weights"):
         canary.load(folder)
     assert not marker.exists()
+
+
+def test_a_cached_canary_with_a_missing_or_foreign_weight_is_refused_by_name(ref, monkeypatch):
+    """Loading is strict (the shared ``load_pretrained_strict``): from_pretrained alone would
+    fill a dropped weight at random and ignore a foreign one. The refusal names the component and
+    the keys, retrains nothing and leaves the cache entry as it was."""
+    import hashlib
+    import re
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from plugins.models._diffusers_shared import StrictLoadError
+
+    path = DiffusionCanary(train_data=ref, steps=1, **TINY).checkpoint_dir()
+    intact = path.parent / "intact"
+    shutil.copytree(path, intact)
+    monkeypatch.setattr(DiffusionCanary, "_train", lambda *a: pytest.fail("retrained"))
+
+    def digest():
+        return {str(f.relative_to(path)): hashlib.sha256(f.read_bytes()).hexdigest()
+                for f in sorted(path.rglob("*")) if f.is_file()}
+
+    for part, gone in (("unet", "conv_out.weight"), ("vae", "decoder.conv_out.weight"),
+                       ("text_encoder", "final_layer_norm.weight")):
+        shutil.rmtree(path)
+        shutil.copytree(intact, path)
+        (f,) = (path / part).glob("*.safetensors")
+        state = load_file(f)
+        del state[gone]
+        state["mystery_block.weight"] = torch.zeros(2)
+        save_file(state, f)
+        before = digest()
+        canary = DiffusionCanary(train_data=ref, steps=1, **TINY)
+        with pytest.raises(StrictLoadError) as err:
+            canary.m
+        msg = str(err.value)
+        assert f"diffusion-canary {part}:" in msg
+        # transformers may name the missing key with its module prefix (text_model.)
+        assert re.search(rf"missing 1 key\(s\): [\w.]*{re.escape(gone)}\b", msg), msg
+        assert "unexpected 1 key(s): mystery_block.weight" in msg
+        assert f"delete the folder {path} to retrain" in msg
+        assert canary._m is None and digest() == before
+    shutil.rmtree(path)
+    shutil.copytree(intact, path)
+    assert set(DiffusionCanary(train_data=ref, steps=1, **TINY).m) >= {"unet", "vae"}
