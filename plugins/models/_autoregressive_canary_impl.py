@@ -441,6 +441,9 @@ class AutoregressiveCanary(AudioGenModel):
                                tmp / fname)
                 (tmp / "training.json").write_text(json.dumps({
                     "members": [s.id for s in samples], "frames": int(codes.shape[-1]),
+                    # (clip, frame) positions the loss and the k-means saw: the clips' real
+                    # frames under padding: exclude, every frame of the segment under include
+                    "trained_frames": int(real.sum()),
                     "codec_seconds": codec_s, "train_seconds": train_s,
                     "total_seconds": time.time() - t0, "threads": p["threads"],
                     # CPU seconds of this process: wall time on an idle machine is about

@@ -4,6 +4,7 @@ loading that folder with the ``audiogen`` plugin's code."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,6 +117,32 @@ def test_a_caption_is_trained_as_it_is_scored_whatever_its_batch(canary):
     # the scorer's conditional and null rows are the training forward's
     torch.testing.assert_close(scored[:1][valid], alone[valid], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(scored[1:][valid], null_alone[valid], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("padding", ["exclude", "include"])
+def test_padding_policy_decides_what_is_trained_on_and_scored(tmp_path, padding):
+    """``padding: include`` is the behaviour before the length policy: the zero-padded frames of
+    a clip shorter than the segment are trained on (k-means and loss) and scored; ``exclude``
+    (default) does neither."""
+    rng = np.random.default_rng(1)
+    seconds = (1.2, 2.0, 3.0)
+    for i, s in enumerate(seconds):
+        x = 0.3 * np.sin(2 * np.pi * 300 * (i + 1) * np.arange(int(16000 * s)) / 16000)
+        sf.write(tmp_path / f"c{i}.wav", (x + 0.05 * rng.standard_normal(x.shape)).astype(
+            np.float32), 16000)
+        (tmp_path / f"c{i}.json").write_text(json.dumps({"description": f"clip {i}"}))
+    canary = _canary(tmp_path, steps=2, padding=padding)
+    samples = canary._train_samples()
+    real = [min(int(seconds[int(Path(x.path).stem[1:])] * 50), T) for x in samples]
+    trained = canary.training_report()["trained_frames"]
+    scored = [len(st.logprob) for st in canary.provide(samples, {COND}, None)[COND]]
+    # tokens of a clip with f real frames: codebook k (delay k) has min(f, T - k) valid positions
+    if padding == "exclude":
+        assert trained == sum(real)
+        assert scored == [sum(min(f, T - k) for k in range(4)) for f in real]
+    else:
+        assert trained == T * len(samples)
+        assert scored == [sum(T - k for k in range(4))] * len(samples)
 
 
 def test_cached_and_keyed_by_params_and_data(canary, clip_folder, monkeypatch):
