@@ -21,19 +21,15 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
+from tiny_parts import unigram_t5_tokenizer
+
 CARD = 16
 T5_NAME = "t5-small"
 
 
 def tiny_t5_tokenizer():
     """A unigram T5Tokenizer (pad 0, eos 1, unk 2) over characters, so any caption tokenises."""
-    from transformers import T5Tokenizer
-
-    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
-    chars = string.ascii_lowercase + string.digits + ",./-'"
-    pieces += [(c, -3.0) for c in chars]
-    pieces += [("▁" + c, -3.5) for c in chars]
-    return T5Tokenizer(vocab=pieces, extra_ids=0)
+    return unigram_t5_tokenizer(string.ascii_lowercase + string.digits + ",./-'")
 
 
 def write_tiny_t5(path, seed: int = 0, d_model: int = 512) -> Path:
@@ -109,10 +105,12 @@ def xp_cfg(segment_duration: float = 3.0, dim: int = 32, num_layers: int = 2, ca
     }
 
 
-def write_tiny_audiogen(path, t5_dir=None, seed: int = 0, conditioner: str = "t5",
-                        **cfg_kwargs) -> Path:
-    """Build a tiny AudioGen with audiocraft's builders from ``xp_cfg`` and export it exactly as
-    ``export_lm`` / ``export_encodec`` do. ``t5_dir`` is required for the T5 conditioner."""
+def _exported(path, cfg: dict, t5_dir, seed: int, compression: bool):
+    """The skeleton both writers share: build the compression model (if ``compression``) and
+    the LM with audiocraft's builders from ``cfg`` under ``seed`` (in that order: one random
+    stream draws both), spread the LM's zero-initialised biases/norms, and save the LM as
+    ``export_lm`` does. Returns (folder, compression model or None, the package to save with
+    it)."""
     import audiocraft
     import torch
     from audiocraft.models import builders
@@ -122,19 +120,31 @@ def write_tiny_audiogen(path, t5_dir=None, seed: int = 0, conditioner: str = "t5
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    cfg = OmegaConf.create(xp_cfg(conditioner=conditioner, **cfg_kwargs))
+    cfg = OmegaConf.create(cfg)
     torch.manual_seed(seed)
-    comp = builders.get_compression_model(cfg)
-    with t5_from(t5_dir if conditioner == "t5" else None):
+    comp = builders.get_compression_model(cfg) if compression else None
+    with t5_from(t5_dir):
         lm = builders.get_lm_model(cfg)
     with torch.no_grad():  # give the zero-initialised biases/norms some spread
         for name, p in lm.named_parameters():
             if "condition_provider" in name or "out_norm" in name:
                 p.add_(0.2 * torch.randn_like(p))
-    yaml = OmegaConf.to_yaml(cfg)
-    for fname, model in (("state_dict.bin", lm), ("compression_state_dict.bin", comp)):
-        torch.save({"best_state": model.state_dict(), "xp.cfg": yaml,
-                    "version": audiocraft.__version__, "exported": True}, path / fname)
+    package = {"xp.cfg": OmegaConf.to_yaml(cfg), "version": audiocraft.__version__,
+               "exported": True}
+    torch.save({"best_state": lm.state_dict(), **package}, path / "state_dict.bin")
+    return path, comp, package
+
+
+def write_tiny_audiogen(path, t5_dir=None, seed: int = 0, conditioner: str = "t5",
+                        **cfg_kwargs) -> Path:
+    """Build a tiny AudioGen with audiocraft's builders from ``xp_cfg`` and export it exactly as
+    ``export_lm`` / ``export_encodec`` do. ``t5_dir`` is required for the T5 conditioner."""
+    import torch
+
+    path, comp, package = _exported(path, xp_cfg(conditioner=conditioner, **cfg_kwargs),
+                                    t5_dir if conditioner == "t5" else None, seed,
+                                    compression=True)
+    torch.save({"best_state": comp.state_dict(), **package}, path / "compression_state_dict.bin")
     return path
 
 
@@ -188,25 +198,10 @@ def musicgen_cfg(**kwargs) -> dict:
 def write_tiny_musicgen(path, t5_dir, seed: int = 0, **cfg_kwargs) -> Path:
     """A tiny MusicGen folder as the hub has it: the LM exported as ``export_lm`` does, the
     compression package as ``export_pretrained_compression_model`` writes it."""
-    import audiocraft
     import torch
-    from audiocraft.models import builders
-    from omegaconf import OmegaConf
 
-    from plugins.models._audiocraft_lm import t5_from
-
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    cfg = OmegaConf.create(musicgen_cfg(**cfg_kwargs))
-    torch.manual_seed(seed)
-    with t5_from(t5_dir):
-        lm = builders.get_lm_model(cfg)
-    with torch.no_grad():
-        for name, p in lm.named_parameters():
-            if "condition_provider" in name or "out_norm" in name:
-                p.add_(0.2 * torch.randn_like(p))
-    torch.save({"best_state": lm.state_dict(), "xp.cfg": OmegaConf.to_yaml(cfg),
-                "version": audiocraft.__version__, "exported": True}, path / "state_dict.bin")
-    torch.save({"pretrained": ENCODEC_NAME, "exported": True, "version": audiocraft.__version__},
+    path, _, package = _exported(path, musicgen_cfg(**cfg_kwargs), t5_dir, seed,
+                                 compression=False)
+    torch.save({"pretrained": ENCODEC_NAME, "exported": True, "version": package["version"]},
                path / "compression_state_dict.bin")
     return path

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import functools
 import json
+import string
 
 import numpy as np
 import pytest
-import soundfile as sf
+from tiny_parts import captioned, unigram_t5_tokenizer, write_clips
 
 SCALE_AUDIOLDM2 = 0.4110932946205139
 SCALE_TANGO = 0.9227914214134216
@@ -39,15 +40,9 @@ def tiny_roberta_tokenizer(model_max_length=32):
 
 def tiny_t5_tokenizer(model_max_length=128):
     """A unigram T5Tokenizer (FLAN-T5 style: pad 0, eos 1, unk 2) over letters and a few words."""
-    from transformers import T5Tokenizer
-
-    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
-    pieces += [(w, -1.0) for w in ("▁a", "▁dog", "▁rain", "▁on", "▁and", "▁the")]
-    pieces += [(c, -3.0) for c in "abcdefghijklmnopqrstuvwxyz"]
-    pieces += [("▁" + c, -3.5) for c in "abcdefghijklmnopqrstuvwxyz"]
-    tok = T5Tokenizer(vocab=pieces, extra_ids=0)
-    tok.model_max_length = model_max_length
-    return tok
+    return unigram_t5_tokenizer(string.ascii_lowercase,
+                                words=("▁a", "▁dog", "▁rain", "▁on", "▁and", "▁the"),
+                                model_max_length=model_max_length)
 
 
 def tiny_t5_config():
@@ -129,25 +124,13 @@ def tiny_audioldm2_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_audio_files(tmp_path_factory):
     """Three short clips at different rates/channel counts, one per caption in CAPTIONS."""
-    root = tmp_path_factory.mktemp("clips")
-    rng = np.random.default_rng(1)
-    paths = []
-    for i, (sr, ch, sec) in enumerate([(16000, 1, 2.0), (22050, 2, 3.0), (44100, 1, 11.0)]):
-        n = int(sr * sec)
-        t = np.arange(n) / sr
-        x = 0.3 * np.sin(2 * np.pi * (200 + 300 * i) * t) + 0.05 * rng.standard_normal(n)
-        x = np.stack([x * (c + 1) / ch for c in range(ch)], 1).astype(np.float32)
-        p = root / f"clip{i}.wav"
-        sf.write(p, x, sr)
-        paths.append(str(p))
-    return paths
+    return write_clips(tmp_path_factory.mktemp("clips"),
+                       [(16000, 1, 2.0), (22050, 2, 3.0), (44100, 1, 11.0)],
+                       freqs=[200, 500, 800], noise=0.05, seed=1)
 
 
 def samples_for(paths):
-    from harness.contracts import Sample
-
-    return [Sample(id=f"s{i}", path=p, caption=CAPTIONS[i % len(CAPTIONS)])
-            for i, p in enumerate(paths)]
+    return captioned(paths, CAPTIONS)
 
 
 # ---------------------------------------------------------------------------------------------

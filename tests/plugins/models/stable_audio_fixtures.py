@@ -13,7 +13,10 @@ zero-padded and the cropped case; the release runs at 44.1 kHz, hop 2048, 1024 f
 
 from __future__ import annotations
 
+import string
 from pathlib import Path
+
+from tiny_parts import unigram_t5_tokenizer
 
 RATE = 8000
 HOP = 64
@@ -24,14 +27,8 @@ WINDOW_SECONDS = FRAMES * HOP / RATE
 def tiny_t5_tokenizer(model_max_length=16):
     """A unigram T5Tokenizer (pad 0, eos 1, unk 2) over letters; SAO pads prompts to the
     tokenizer's model_max_length (128 in the release)."""
-    from transformers import T5Tokenizer
-
-    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
-    pieces += [(c, -3.0) for c in "abcdefghijklmnopqrstuvwxyz0123456789,"]
-    pieces += [("▁" + c, -3.5) for c in "abcdefghijklmnopqrstuvwxyz"]
-    tok = T5Tokenizer(vocab=pieces, extra_ids=0)
-    tok.model_max_length = model_max_length
-    return tok
+    return unigram_t5_tokenizer(string.ascii_lowercase + string.digits + ",",
+                                spaced=string.ascii_lowercase, model_max_length=model_max_length)
 
 
 def write_tiny_stable_audio(path, seed: int = 0) -> Path:

@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 
 from audiocraft_fixtures import CARD, write_tiny_audiogen, write_tiny_t5
+from tiny_parts import captioned, write_clips
 
 COND = "token_stats/conditional"
 CONTRAST = "token_stats/contrast"
@@ -30,25 +31,13 @@ def ckpt_dir(tmp_path_factory, t5_dir):
 
 @pytest.fixture(scope="session")
 def clips(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ag-clips")
-    rng = np.random.default_rng(3)
-    out = []
-    for i, (sr, ch, sec) in enumerate([(16000, 1, 2.5), (44100, 2, 3.0), (22050, 1, 1.2)]):
-        n = int(sr * sec)
-        t = np.arange(n) / sr
-        x = 0.3 * np.sin(2 * np.pi * (220 * (i + 1)) * t) + 0.1 * rng.standard_normal(n)
-        x = np.stack([x * (c + 1) / ch for c in range(ch)], 1).astype(np.float32)
-        p = root / f"clip{i}.wav"
-        sf.write(p, x, sr)
-        out.append(str(p))
-    return out
+    return write_clips(tmp_path_factory.mktemp("ag-clips"),
+                       [(16000, 1, 2.5), (44100, 2, 3.0), (22050, 1, 1.2)],
+                       freqs=[220, 440, 660], noise=0.1, seed=3)
 
 
 def _samples(paths, captions=("a dog barks twice", "rain on a tin roof, 4/4", "")):
-    from harness.contracts import Sample
-
-    return [Sample(id=f"s{i}", path=p, caption=captions[i % len(captions)])
-            for i, p in enumerate(paths)]
+    return captioned(paths, captions)
 
 
 @pytest.fixture(scope="session")

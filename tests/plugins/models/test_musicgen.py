@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from audiocraft_fixtures import (ENCODEC_NAME, MUSICGEN_CARD, write_tiny_hf_encodec,
                                  write_tiny_musicgen, write_tiny_t5)
+from tiny_parts import captioned, write_clips
 
 COND = "token_stats/conditional"
 CONTRAST = "token_stats/contrast"
@@ -31,25 +31,13 @@ def parts(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mg-clips")
-    rng = np.random.default_rng(5)
-    out = []
-    for i, (sr, ch, sec) in enumerate([(32000, 1, 2.5), (44100, 2, 3.0), (22050, 1, 1.2)]):
-        n = int(sr * sec)
-        t = np.arange(n) / sr
-        x = 0.3 * np.sin(2 * np.pi * (330 * (i + 1)) * t) + 0.1 * rng.standard_normal(n)
-        x = np.stack([x * (c + 1) / ch for c in range(ch)], 1).astype(np.float32)
-        p = root / f"clip{i}.wav"
-        sf.write(p, x, sr)
-        out.append(str(p))
-    return out
+    return write_clips(tmp_path_factory.mktemp("mg-clips"),
+                       [(32000, 1, 2.5), (44100, 2, 3.0), (22050, 1, 1.2)],
+                       freqs=[330, 660, 990], noise=0.1, seed=5)
 
 
 def _samples(paths, captions=CAPTIONS):
-    from harness.contracts import Sample
-
-    return [Sample(id=f"m{i}", path=p, caption=captions[i % len(captions)])
-            for i, p in enumerate(paths)]
+    return captioned(paths, captions, prefix="m")
 
 
 def _model(parts, **kw):

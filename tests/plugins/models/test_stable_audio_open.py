@@ -12,8 +12,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from harness.contracts import CONDITION, LATENTS, NULL_CONDITION, BatchContext, Sample
+from harness.contracts import CONDITION, LATENTS, NULL_CONDITION, BatchContext
 from stable_audio_fixtures import FRAMES, HOP, RATE, WINDOW_SECONDS, write_tiny_stable_audio
+from tiny_parts import captioned, write_clips
 
 ALL = {LATENTS, CONDITION, NULL_CONDITION}
 CAPTIONS = ("a dog barks twice", "rain on a tin roof", "")
@@ -28,22 +29,13 @@ def sao_dir(tmp_path_factory):
 def clips(tmp_path_factory):
     """Mixed rates, channels and lengths: 0.6 s (padded into the 1.024 s window), 2.5 s stereo
     (cropped), 1.5 s at 44.1 kHz, 3 channels."""
-    root = tmp_path_factory.mktemp("sao-clips")
-    rng = np.random.default_rng(2)
-    out = []
-    for i, (sr, ch, sec) in enumerate([(16000, 1, 0.6), (22050, 2, 2.5), (44100, 3, 1.5)]):
-        n = int(sr * sec)
-        t = np.arange(n) / sr
-        x = 0.3 * np.sin(2 * np.pi * (150 + 200 * i) * t) + 0.05 * rng.standard_normal(n)
-        x = np.stack([x * (c + 1) / ch for c in range(ch)], 1).astype(np.float32)
-        p = root / f"clip{i}.wav"
-        sf.write(p, x, sr)
-        out.append(str(p))
-    return out
+    return write_clips(tmp_path_factory.mktemp("sao-clips"),
+                       [(16000, 1, 0.6), (22050, 2, 2.5), (44100, 3, 1.5)],
+                       freqs=[150, 350, 550], noise=0.05, seed=2)
 
 
 def _samples(paths):
-    return [Sample(id=f"s{i}", path=p, caption=CAPTIONS[i % 3]) for i, p in enumerate(paths)]
+    return captioned(paths, CAPTIONS)
 
 
 @pytest.fixture(scope="module")
