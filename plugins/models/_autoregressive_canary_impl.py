@@ -47,9 +47,10 @@ Measured (32 folk-tune members vs 32 non-members, defaults but 150/400 steps, 2 
 the codec uses 25/156/145/131 of 256 codes per codebook (perplexity 8/75/77/80) and 70 % of
 frames are distinct 4-tuples; training loss 5.5 -> 0.7 (150 steps) -> 0.006 (400 steps). The
 conditional Loss feature separates members perfectly (AUC 1.00 at both lengths). The CFG
-*contrast* features are weak (best: CAMIA 0.66; contrast Loss 0.35-0.39, i.e. inverted): with
-fixed crops the null condition memorises members too, since the first audio tokens identify
-the clip, so l_cond - l_null carries little membership signal. Wall times vary 2-3x with
+*contrast* features were weak then (CODE_VERSION 1: best CAMIA 0.66, contrast Loss 0.35-0.39);
+the demo's 48-member canary has since read contrast Loss 0.996 (README), and with captions
+trained unpadded (CODE_VERSION 3) the contrast Loss of the variable-length regression tests is
+1.00 on folk tunes cut to 1-8 s and 0.93 on mixed-length speech. Wall times vary 2-3x with
 machine load: 400 steps took 166 s (train) + 14 s (codec), 150 steps took 421 s under load.
 
 Cache: ``harness.paths.cache_dir("canaries")/autoregressive-<key>``, key = hash of the training
