@@ -204,10 +204,13 @@ def _collect(ray, ref, task: ShardTask, suite: Suite) -> None:
             "resumes (raise ray.max_retries, or check the workers' memory)") from exc
 
 
-def extract(suite: Suite, cache_root: Path, echo, cells: dict, poll: float = 1.0) -> None:
+def extract(suite: Suite, cache_root: Path, echo, cells: dict, poll: float = 1.0,
+            while_waiting=None) -> None:
     """Extract every cell's features on Ray workers into ``cache_root``; returns when all are
     cached. ``cells``: the driver's checked data per data entry, put in Ray's object store once
-    and shared by every shard of it. Raises HarnessError naming the failed shard."""
+    and shared by every shard of it. ``while_waiting``: run on the driver once every task is
+    submitted (its model-free work: otherwise the driver idles until the last shard, then does
+    it alone while the workers idle). Raises HarnessError naming the failed shard."""
     ray = import_ray()
     started = _init(ray, suite)
     try:
@@ -237,6 +240,8 @@ def extract(suite: Suite, cache_root: Path, echo, cells: dict, poll: float = 1.0
         line = ProgressLine(total, echo, every=PROGRESS_EVERY)
         pending = list(refs)
         try:
+            if while_waiting is not None:
+                while_waiting()
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1, timeout=poll)
                 for r in ready:

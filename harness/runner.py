@@ -516,8 +516,22 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
         data_cache = load_all_data(suite, echo)
         from .executors import extract_elsewhere
 
+        def blind_for(data_name: str) -> dict:
+            if data_name not in blind_cache:
+                echo(f"[blind] {data_name}: model-free classifier, members vs non-members")
+                blind_cache[data_name] = run_blind(suite, data_cache[data_name])
+            return blind_cache[data_name]
+
+        def model_free_work() -> None:
+            """What needs no model: run by a distributed executor's driver while its workers
+            extract (the driver would otherwise sit idle), else lazily by the loop below."""
+            if suite.blind.enabled:
+                for data_name in dict.fromkeys(d for m in suite.models
+                                               for d in suite.data_for(m)):
+                    blind_for(data_name)
+
         # a distributed executor fills the feature cache first; the loop below then only reads it
-        extract_elsewhere(suite, cache_root, echo, data_cache)
+        extract_elsewhere(suite, cache_root, echo, data_cache, while_waiting=model_free_work)
         for model_name in suite.models:
             try:
                 echo(f"[model] loading {model_name}")
@@ -542,11 +556,7 @@ def run(suite: Suite, suite_text: str = "", echo: Echo = _stderr, log: bool = Tr
                                                          runs, cell, feats, coverage)
                     blind = None
                     if suite.blind.enabled:
-                        if data_name not in blind_cache:
-                            echo(f"[blind] {data_name}: model-free classifier, members vs "
-                                 "non-members")
-                            blind_cache[data_name] = run_blind(suite, cell)
-                        b = blind_cache[data_name]
+                        b = blind_for(data_name)
                         m_scores, n_scores = b["scores"]
                         rel = f"scores/{model_name}__{data_name}__blind.npz"
                         files[rel] = dict(

@@ -120,6 +120,24 @@ def test_ray_gives_the_local_numbers(tmp_path, fragile, ray_instance):
     assert any(m.startswith("[extract] 32/32 samples") and "2/2 shards" in m for m in messages)
 
 
+def test_driver_runs_the_blind_baseline_while_workers_extract(tmp_path, fragile, ray_instance):
+    """The driver's model-free work overlaps the workers' extraction (it would otherwise idle
+    until the last shard) and gives the local executor's blind numbers."""
+    local = runner.run(_suite(tmp_path / "local", "local"), log=False, echo=lambda m: None)
+    (tmp_path / "ray" / "data").mkdir(parents=True)
+    (tmp_path / "ray" / "data" / "slow").touch()  # workers still busy when the driver is done
+    messages = []
+    out = runner.run(_suite(tmp_path / "ray", "ray"), log=False, echo=messages.append)
+    blind = [i for i, m in enumerate(messages) if m.startswith("[blind]")]
+    last_shard = max(i for i, m in enumerate(messages) if "2/2 shards" in m)
+    assert len(blind) == 1 and blind[0] < last_shard, messages  # before the last shard ends
+
+    def blind_of(d):
+        return [{k: v for k, v in b.items() if k != "scores_file"}
+                for b in json.loads((d / "results.json").read_text())["blind"]]
+    assert blind_of(out) == blind_of(local) and blind_of(out)[0]["auc"] is not None
+
+
 def test_counts_written_as_all_run_under_ray(tmp_path, fragile, ray_instance):
     """The driver's progress total comes from the data it checked (n_members: all used to
     reach a second count rule that compared 'all' with an int)."""
