@@ -17,12 +17,17 @@ the model loads, on the driver or on every Ray worker. (Runs inside this process
 those libraries already imported by the set-up, so the local executor got them free while Ray
 workers paid them: that is what made Ray look slower than local at one thread.)
 
-Why 64 + 64 clips per cell by default: a real audit cell is 1,000 + 1,000 clips, where
-extraction is hours and start-up (imports, model loads, the driver's scoring) is seconds. Here
-the two cells' extraction at one thread is about a second per member/non-member pair, so at 64
-+ 64 it is about a minute against about 15 s of start-up and scoring, which no executor can
-spread over workers; at the demo's old 16 + 16 start-up dominated and no executor could show
-its speed-up (Amdahl: 2 workers give >= 1.6x only when the serial part is under a quarter).
+Why 128 + 128 clips per cell by default: a real audit cell is 1,000 + 1,000 clips, where
+extraction is hours and the fixed costs are seconds. The fixed costs here are the driver's
+start-up and scoring (~6 s, serial) and, in every process that extracts, importing torch (2.3 s)
+and the models' libraries (audiocraft 6.7 s, diffusers 2.4 s alone, measured with
+``python -X importtime``): each Ray worker pays those imports itself, in parallel with the other,
+so they do not shrink with more workers (Amdahl: 2 workers give >= 1.6x only when the part that
+cannot be spread is under a quarter). At one thread a member/non-member pair of the two cells
+costs about a second, so 128 + 128 is about two minutes of extraction. Measured on 2026-12-04,
+best of 2 rounds, load averages 1.0-1.5: at 128 + 128, local-1 145.5 s / ray-2 87.4 s = 1.66x
+(the other round 154.4 / 90.3 = 1.71x); at the previous default 64 + 64, 77.2 s / 53.5 s = 1.44x;
+at the demo's 16 + 16 no executor could show a speed-up. ``--n 64`` reproduces the smaller case.
 The canaries train for 20 steps only: what a pass costs does not depend on how long the model
 was trained, and the untimed set-up (rendering, training) stays a few minutes.
 
@@ -38,7 +43,7 @@ each run the script waits (up to ``--max-wait`` s) for the 1-minute load average
 
 Usage (the measured configuration; ``make bench`` runs the same):
     .venv/bin/python benchmarks/executor.py
-Options: [--n 64] [--steps 20] [--batch 4] [--small-n 16] [--rounds 2] [--quiet-load 1.5]
+Options: [--n 128] [--steps 20] [--batch 4] [--small-n 16] [--rounds 2] [--quiet-load 1.5]
 [--max-wait 300] [--keep] (configurations interleaved, best of the rounds; ``--n`` tunes per
 side; HARNESS_CACHE_DIR is not used: everything lives under a scratch directory, removed at the
 end unless ``--keep``).
@@ -180,7 +185,7 @@ def _numbers(results: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=64)
+    ap.add_argument("--n", type=int, default=128)
     ap.add_argument("--small-n", type=int, default=16)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--batch", type=int, default=4)
