@@ -469,29 +469,55 @@ def chance_bands(attacks: Sequence[Prepared], target_fpr: float = 0.01, n_subsam
         raise ConfigError("all attacks of one cell must score the same samples")
     if n_permutations < 1:
         raise ConfigError(f"null permutations must be >= 1, got {n_permutations}")
-    rng = np.random.default_rng([seed, 0x6E756C6C])
-    n = n_m + n_u
-    im = _subsample_indices(rng, n_m, _subsample_size(n_m, fraction), n_subsamples)
-    iu = _subsample_indices(rng, n_u, _subsample_size(n_u, fraction), n_subsamples)
-    perms = np.argsort(rng.random((n_permutations, n)), axis=1)
-    per_perm = n_subsamples * (im.shape[1] + iu.shape[1]) * 2
-    chunk = max(1, max_elements // max(per_perm, 1))
+    draws = NullDraws(n_m, n_u, fraction, n_subsamples, n_permutations, seed, max_elements)
     auc = np.empty((len(attacks), n_permutations))
     tpr = np.empty((len(attacks), n_permutations))
     for a, p in enumerate(attacks):
         M, U = p.columns()
         R = _pool_ranks(np.r_[M, U])  # ranked once; a permutation only relabels pool rows
-        # pseudo-members are pool rows perm[:n_m]: index the pool directly through the permutation
-        split_rng = np.random.default_rng([seed, 0x6E756C6C, a])
-        for c in range(0, n_permutations, chunk):
-            pc = perms[c:c + chunk]
-            jm = pc[:, :n_m][:, im]   # [P, R, s_m] pool rows
-            ju = pc[:, n_m:][:, iu]
+        split_rng = draws.split_rng(a)
+        for cols, jm, ju in draws.chunks():
             rep = _reported(R, jm, ju, p.effective, target_fpr, split_rng)
-            auc[a, c:c + chunk] = rep["auc"]
-            tpr[a, c:c + chunk] = rep["tpr"]
+            auc[a, cols] = rep["auc"]
+            tpr[a, cols] = rep["tpr"]
+    return band_summary(auc, tpr, q)
+
+
+class NullDraws:
+    """The chance band's random draws: subsample rows of each set, pool permutations, and the
+    chunking over permutations. One definition, so the frozen reference implementation
+    (tests/reference_metrics.py) draws exactly the same."""
+
+    STREAM = 0x6E756C6C  # "null": the band's random stream, apart from the reported figures'
+
+    def __init__(self, n_m: int, n_u: int, fraction: float, n_subsamples: int,
+                 n_permutations: int, seed: int, max_elements: int):
+        rng = np.random.default_rng([seed, self.STREAM])
+        self.seed, self.n_m = seed, n_m
+        self.im = _subsample_indices(rng, n_m, _subsample_size(n_m, fraction), n_subsamples)
+        self.iu = _subsample_indices(rng, n_u, _subsample_size(n_u, fraction), n_subsamples)
+        self.perms = np.argsort(rng.random((n_permutations, n_m + n_u)), axis=1)
+        per_perm = n_subsamples * (self.im.shape[1] + self.iu.shape[1]) * 2
+        self.chunk = max(1, max_elements // max(per_perm, 1))
+
+    def split_rng(self, attack_index: int) -> np.random.Generator:
+        """The held-out selection's halves for one attack."""
+        return np.random.default_rng([self.seed, self.STREAM, attack_index])
+
+    def chunks(self):
+        """(permutation columns, member rows, non-member rows) per chunk: pseudo-members are the
+        pool rows perm[:n_m], indexed directly through the permutation ([P, R, s] pool rows)."""
+        for c in range(0, len(self.perms), self.chunk):
+            pc = self.perms[c:c + self.chunk]
+            members, nonmembers = pc[:, :self.n_m], pc[:, self.n_m:]
+            yield slice(c, c + self.chunk), members[:, self.im], nonmembers[:, self.iu]
+
+
+def band_summary(auc: np.ndarray, tpr: np.ndarray, q: float) -> dict:
+    """Quantile ``q`` of each attack's and of the best attack's null statistics
+    (``auc``/``tpr``: [attacks, permutations])."""
     return {"attacks": [(float(np.quantile(auc[a], q)), float(np.quantile(tpr[a], q)))
-                        for a in range(len(attacks))],
+                        for a in range(auc.shape[0])],
             "best_auc": float(np.quantile(auc.max(0), q)),
             "best_tpr": float(np.quantile(tpr.max(0), q)),
-            "permutations": int(n_permutations), "quantile": q}
+            "permutations": int(auc.shape[1]), "quantile": q}

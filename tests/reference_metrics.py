@@ -3,9 +3,9 @@ subsample row), frozen here so the rank-key implementation in ``harness.metrics`
 against it number for number (tests/test_metrics.py) and timed against it (benchmarks/
 chance_bands.py). Not used by the harness.
 
-Selection rules, random streams and chunking are the harness's own (``_pick``, ``_halves``,
-``_subsample_indices``, ``allowed_false_positives``), so any difference is in how a row's AUC and
-TPR are computed.
+Selection rules, random draws and chunking are the harness's own (``_pick``, ``_halves``,
+``NullDraws``, ``band_summary``, ``allowed_false_positives``), so any difference is in how a
+row's AUC and TPR are computed.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Sequence
 import numpy as np
 from scipy.stats import rankdata
 
-from harness.metrics import (Prepared, _halves, _pick, _subsample_indices, _subsample_size,
-                             allowed_false_positives)
+from harness.metrics import (NullDraws, Prepared, _halves, _pick, allowed_false_positives,
+                             band_summary)
 
 
 def tpr_rows(member: np.ndarray, nonmember: np.ndarray, target_fpr: float) -> np.ndarray:
@@ -69,31 +69,17 @@ def chance_bands(attacks: Sequence[Prepared], target_fpr: float = 0.01, n_subsam
                  fraction: float = 0.5, n_permutations: int = 200, seed: int = 0,
                  q: float = 0.95, max_elements: int = 4_000_000) -> dict:
     n_m, n_u = attacks[0].M.shape[0], attacks[0].U.shape[0]
-    rng = np.random.default_rng([seed, 0x6E756C6C])
-    n = n_m + n_u
-    im = _subsample_indices(rng, n_m, _subsample_size(n_m, fraction), n_subsamples)
-    iu = _subsample_indices(rng, n_u, _subsample_size(n_u, fraction), n_subsamples)
-    perms = np.argsort(rng.random((n_permutations, n)), axis=1)
-    per_perm = n_subsamples * (im.shape[1] + iu.shape[1]) * 2
-    chunk = max(1, max_elements // max(per_perm, 1))
+    draws = NullDraws(n_m, n_u, fraction, n_subsamples, n_permutations, seed, max_elements)
     auc = np.empty((len(attacks), n_permutations))
     tpr = np.empty((len(attacks), n_permutations))
     for a, p in enumerate(attacks):
         M, U = p.columns()
         X = np.r_[M, U]
-        split_rng = np.random.default_rng([seed, 0x6E756C6C, a])
-        for c in range(0, n_permutations, chunk):
-            pc = perms[c:c + chunk]
-            jm = pc[:, :n_m][:, im]
-            ju = pc[:, n_m:][:, iu]
+        split_rng = draws.split_rng(a)
+        for cols, jm, ju in draws.chunks():
             pseudo = Prepared(p.names, p.specs, p.selection, X, X,
                               None if p.lr is None else (X[:, 0], X[:, 0]))
             rep = reported(pseudo, jm, ju, target_fpr, split_rng)
-            auc[a, c:c + chunk] = rep["auc"]
-            tpr[a, c:c + chunk] = rep["tpr"]
-    return {"attacks": [(float(np.quantile(auc[a], q)), float(np.quantile(tpr[a], q)))
-                        for a in range(len(attacks))],
-            "best_auc": float(np.quantile(auc.max(0), q)),
-            "best_tpr": float(np.quantile(tpr.max(0), q)),
-            "permutations": int(n_permutations), "quantile": q,
-            "auc_all": auc, "tpr_all": tpr}
+            auc[a, cols] = rep["auc"]
+            tpr[a, cols] = rep["tpr"]
+    return {**band_summary(auc, tpr, q), "auc_all": auc, "tpr_all": tpr}
