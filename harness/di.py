@@ -302,19 +302,6 @@ def _null_row(n: int, p: np.ndarray, alpha: float, Nu: int, level: float) -> dic
     return row
 
 
-def binomial_upper(k: int, total: int, level: float = 0.95) -> float:
-    """One-sided Clopper-Pearson upper confidence bound of a rate observed as k of ``total``
-    independent trials. Draws sharing one finite pool are not independent trials of the rate a
-    fresh user faces: ``null_bound`` is the bound for those."""
-    from scipy.stats import beta
-
-    if total <= 0:
-        return float("nan")
-    if k >= total:
-        return 1.0
-    return float(beta.ppf(level, k + 1, total - k))
-
-
 def kl_upper(rate: float, trials: float, delta: float) -> float:
     """Chernoff upper confidence bound of a Bernoulli mean: the largest q >= rate with
     trials * KL(rate || q) <= log(1 / delta) (1 when trials is 0)."""

@@ -25,9 +25,9 @@ from pathlib import Path
 from harness import hookimpl
 from harness.contracts import Sample
 from harness.errors import ConfigError, DataError
+from harness.inputs import check_path
 
 from ._indexed import IndexedDataset
-from harness.inputs import check_path
 
 DEFAULT_EXTENSIONS = ["wav", "flac", "ogg", "mp3", "mid", "midi"]
 CAPTION_MODES = ("sidecar", "filename", "none")
@@ -82,8 +82,6 @@ class LocalFolder(IndexedDataset):
             raise ConfigError("local-folder: subfolders_as_splits applies to 'path', not to "
                               "'manifest' (use its split column instead)")
         self._index: dict[str, list[Sample]] | None = None
-
-    # ------------------------------------------------------------------
 
     # ------------------------------------------------------------------
 
