@@ -95,8 +95,8 @@ def _auc_tpr_rows(rm: np.ndarray, ru: np.ndarray, target_fpr: float,
     In a sorted row a member's index counts the non-members below it (at or below it when tied
     members sort last) plus the members before it; over the members the latter sum to
     0 + 1 + ... + (s_m - 1). Those index sums are exact integers in float64 (einsum's own loop
-    takes them; a BLAS product spins its threads on busy cores), so AUC = U / (s_m s_u) comes out as the float
-    rank-sum formula gives it. The TPR threshold sits just above the (k+1)-th largest
+    takes them; a BLAS product spins its threads on busy cores), so AUC = U / (s_m s_u) comes
+    out as the float rank-sum formula gives it. The TPR threshold sits just above the (k+1)-th largest
     non-member (k = allowed false positives): with tied members sorted first, the members above
     it are exactly the elements after it in the row that are not the k larger non-members."""
     s_m, s_u = rm.shape[1], ru.shape[1]

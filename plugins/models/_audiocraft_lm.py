@@ -338,7 +338,7 @@ def cached_codec_hash(name: str) -> str:
         from huggingface_hub import snapshot_download
 
         folder = snapshot_download(repo_id=name, local_files_only=True)
-    except Exception:
+    except (ImportError, OSError, ValueError):  # not cached (LocalEntryNotFoundError), bad id
         return f"{name}: not in the local Hugging Face cache"
     from harness.checkpoints import dir_hash
 

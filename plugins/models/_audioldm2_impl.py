@@ -56,8 +56,7 @@ from harness.segments import PADDING_POLICIES
 from . import _audio
 from ._diffusers_shared import (DTYPES, UNetDenoiser, check_choice, component_class, freeze,
                                 load_pretrained_strict, posterior_latents, read_model_index,
-                                resolve_checkpoint,
-                                scheduler_alphas)
+                                resolve_checkpoint, scheduler_alphas)
 
 # ---------------------------------------------------------------------------------------------
 # AudioLDM2

@@ -15,8 +15,9 @@ CAMIA 0.57 ± 0.17; none below chance.
 
 What this test does *not* show: padding sensitivity. Trained and scored with ``padding:
 include`` (the behaviour before the length policy: k-means, training loss and scores all over
-the zero-padded frames) the same canary also passes (loss 1.00, Min-K% 0.985 ± 0.023, lowest SURP 0.47 ± 0.08). A strongly memorising canary on
-distinctive music separates members whatever the padding; the data where padding decides is
+the zero-padded frames) the same canary also passes (loss 1.00, Min-K% 0.985 ± 0.023, lowest
+SURP 0.47 ± 0.08). A strongly memorising canary on distinctive music separates members whatever
+the padding; the data where padding decides is
 short speech (test_variable_length_speech.py, which fails with ``include``).
 """
 
