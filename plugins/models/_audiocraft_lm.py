@@ -274,6 +274,18 @@ def unpadded_key_mask(mask, null_keys: int):
     return key_mask
 
 
+def null_keys(lm, null_attributes) -> int:
+    """Token length of the null condition (``null_attributes``: a one-element list of the
+    conditioning attributes of an absent caption) encoded on its own: the keys a row with an
+    empty condition attends to under :func:`unpadded_key_mask`."""
+    import torch
+
+    provider = lm.condition_provider
+    with torch.no_grad():
+        ((emb, _),) = provider(provider.tokenize(null_attributes)).values()
+    return int(emb.shape[1])
+
+
 @contextlib.contextmanager
 def masked_cross_attention(lm, key_mask):
     """While active, every cross-attention of ``lm`` ignores the keys where ``key_mask``
@@ -711,8 +723,7 @@ class AudiocraftLM(AutoregressiveModel):
     def _null_keys(self) -> int:
         """Token length of the null condition encoded on its own."""
         if self._null_len is None:
-            ((emb, _),) = self.condition_tensors([None])[0].values()
-            self._null_len = int(emb.shape[1])
+            self._null_len = null_keys(self.load().lm, self.condition_attributes([None]))
         return self._null_len
 
     def _grouped_predictions(self, codes, captions, with_null):

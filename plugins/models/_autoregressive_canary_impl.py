@@ -70,8 +70,8 @@ import numpy as np
 from harness.canary import shuffled_batches, train_steps
 from harness.errors import ConfigError, DataError
 
-from ._audiocraft_lm import (COMPRESSION_FILE, LM_FILE, masked_cross_attention, t5_from,
-                            unpadded_key_mask)
+from ._audiocraft_lm import (COMPRESSION_FILE, LM_FILE, masked_cross_attention, null_keys,
+                            t5_from, unpadded_key_mask)
 from ._audiogen_impl import AudioGenModel
 
 log = logging.getLogger(__name__)
@@ -119,18 +119,6 @@ def write_t5(path: Path, seed: int) -> None:
     finally:
         torch.random.set_rng_state(g_state)
     tok.save_pretrained(str(path))
-
-
-def null_keys(lm) -> int:
-    """Token length of the null condition (what ``cfg_dropout`` makes of a caption) alone."""
-    import torch
-    from audiocraft.modules.conditioners import ConditioningAttributes
-
-    provider = lm.condition_provider
-    with torch.no_grad():
-        ((emb, _),) = provider(provider.tokenize(
-            [ConditioningAttributes(text={"description": None})])).values()
-    return int(emb.shape[1])
 
 
 def training_predictions(lm, codes, attrs, n_null: int):
@@ -350,7 +338,6 @@ class AutoregressiveCanary(AudioGenModel):
         import audiocraft
         import torch
         from audiocraft.models import builders
-        from audiocraft.modules.conditioners import ConditioningAttributes
         from omegaconf import OmegaConf
 
         from harness import atomic
@@ -406,13 +393,12 @@ class AutoregressiveCanary(AudioGenModel):
                 n = codes.shape[0]
                 bs = min(p["batch_size"], n)
                 batches, losses = shuffled_batches(n, bs, g), []
-                n_null = null_keys(lm)
+                n_null = null_keys(lm, self.condition_attributes([None]))
                 lm.train()
                 t1 = time.time()
                 for step, idx in train_steps("autoregressive-canary", p["steps"], batches,
                                              losses):
-                    attrs = [ConditioningAttributes(text={"description": captions[i]})
-                             for i in idx.tolist()]
+                    attrs = self.condition_attributes([captions[i] for i in idx.tolist()])
                     attrs = lm.cfg_dropout(attrs)
                     attrs = lm.att_dropout(attrs)
                     x = codes[idx]

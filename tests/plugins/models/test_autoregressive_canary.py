@@ -96,7 +96,8 @@ def test_a_caption_is_trained_as_it_is_scored_whatever_its_batch(canary):
     test that made the contrast features fail on short clips (loss AUC 0.45 there; 0.87 once
     trained unpadded). Checked on the training forward itself: a row's logits do not depend on
     its batch neighbours' captions, and equal the scorer's."""
-    from plugins.models._autoregressive_canary_impl import null_keys, training_predictions
+    from plugins.models._audiocraft_lm import null_keys
+    from plugins.models._autoregressive_canary_impl import training_predictions
 
     lm = canary.load().lm
     samples = canary._train_samples()[:2]
@@ -104,7 +105,7 @@ def test_a_caption_is_trained_as_it_is_scored_whatever_its_batch(canary):
     short, long = "a", "a much longer caption, so that the short one gets padded in a batch"
     attrs = canary.condition_attributes
     with torch.no_grad():
-        n_null = null_keys(lm)
+        n_null = null_keys(lm, attrs([None]))
         alone = training_predictions(lm, codes[:1], attrs([short]), n_null).logits
         padded = training_predictions(lm, codes, attrs([short, long]), n_null).logits
         null_alone = training_predictions(lm, codes[:1], attrs([None]), n_null).logits
